@@ -1,0 +1,105 @@
+package archive
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"testing"
+)
+
+func TestCompressRoundTrip(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	random := make([]byte, 9<<20+123) // several frames and a short last one
+	for i := range random {
+		random[i] = byte(r.IntN(16)) // compressible, not trivially
+	}
+	for _, in := range [][]byte{nil, []byte("x"), bytes.Repeat([]byte{0}, frameSize), random} {
+		zr := Compress(bytes.NewReader(in))
+		z, err := io.ReadAll(zr)
+		if err != nil {
+			t.Fatalf("compress %d bytes: %v", len(in), err)
+		}
+		d, err := Decompress(bytes.NewReader(z))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(d)
+		if err != nil {
+			t.Fatalf("decompress %d bytes: %v", len(in), err)
+		}
+		if !bytes.Equal(got, in) {
+			t.Errorf("round trip of %d bytes gave %d different bytes", len(in), len(got))
+		}
+	}
+}
+
+func TestDecompressCorrupt(t *testing.T) {
+	in := bytes.Repeat([]byte("walship "), 100000)
+	z, err := io.ReadAll(Compress(bytes.NewReader(in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name string
+		z    []byte
+	}{
+		{"flipped byte", func() []byte { b := bytes.Clone(z); b[len(b)/2] ^= 0x40; return b }()},
+		{"flipped checksum", func() []byte { b := bytes.Clone(z); b[len(b)-1] ^= 1; return b }()},
+		{"truncated", z[:len(z)-7]},
+		{"not zstd", []byte("this is not a zstd frame at all")},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := Decompress(bytes.NewReader(tc.z))
+			if err == nil {
+				_, err = io.ReadAll(d)
+			}
+			if !errors.Is(err, ErrCorrupt) {
+				t.Errorf("got %v, want ErrCorrupt", err)
+			}
+		})
+	}
+}
+
+// A failing source is an I/O problem, worth a retry, not corruption.
+func TestDecompressSourceErrorIsNotCorruption(t *testing.T) {
+	in := bytes.Repeat([]byte("walship "), 500000)
+	z, err := io.ReadAll(Compress(bytes.NewReader(in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	boom := errors.New("connection reset")
+	src := io.MultiReader(bytes.NewReader(z[:len(z)/2]), &failing{boom})
+	d, err := Decompress(src)
+	if err == nil {
+		_, err = io.ReadAll(d)
+	}
+	if !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
+		t.Errorf("got %v, want the source's error and not ErrCorrupt", err)
+	}
+}
+
+type failing struct{ err error }
+
+func (f *failing) Read([]byte) (int, error) { return 0, f.err }
+
+func TestCompressPassesReadError(t *testing.T) {
+	boom := errors.New("disk gone")
+	_, err := io.ReadAll(Compress(io.MultiReader(strings.NewReader("abc"), &failing{boom})))
+	if !errors.Is(err, boom) {
+		t.Errorf("got %v, want %v", err, boom)
+	}
+}
+
+func TestParseCompression(t *testing.T) {
+	for in, want := range map[string]Compression{"zstd": Zstd, "": Zstd, "none": None} {
+		got, err := ParseCompression(in)
+		if err != nil || got != want {
+			t.Errorf("ParseCompression(%q) = %v, %v; want %v", in, got, err, want)
+		}
+	}
+	if _, err := ParseCompression("lz4"); err == nil {
+		t.Error("ParseCompression(lz4) succeeded, want an error")
+	}
+}
