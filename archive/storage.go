@@ -30,7 +30,10 @@ type Storage interface {
 	// Put never replaces a file. If name exists already, or another Put of the
 	// same name wins a race, Put returns an error matching fs.ErrExist and
 	// leaves the existing file untouched. An error returned by r aborts Put
-	// with that error wrapped.
+	// with that error wrapped. Put also aborts, with an error matching
+	// ctx.Err(), when ctx is done before the file has its final name; it
+	// notices between reads of r, so a reader that may block for long should
+	// watch ctx itself.
 	Put(ctx context.Context, name string, r io.Reader) error
 
 	// Open opens name for reading. A missing file returns an error matching
@@ -69,8 +72,13 @@ type FileInfo struct {
 // for backends without it.
 type Watcher interface {
 	// Watch returns a channel that receives a value, coalesced, whenever a
-	// file may have appeared in dir, until ctx is done. It returns an error
-	// when the backend cannot watch dir; the caller then polls.
+	// file may have appeared in dir, until ctx is done; then the channel is
+	// closed. It returns an error when the backend cannot watch dir; the
+	// caller then polls.
+	//
+	// A value is a hint to look again, not a promise that the file is
+	// there. Callers still poll at a slow interval, since a watch can go
+	// deaf without telling, for example when dir is removed and recreated.
 	Watch(ctx context.Context, dir string) (<-chan struct{}, error)
 }
 

@@ -1,0 +1,221 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/walship/walship/archive"
+	"github.com/walship/walship/trigger"
+	"github.com/walship/walship/waiter"
+)
+
+// waitOptions are the settings of walship wait.
+type waitOptions struct {
+	Archive string
+	Trigger string
+	MaxWait time.Duration
+	Poll    time.Duration
+	Cleanup bool
+	PGData  string // where pg_control is; PostgreSQL runs restore_command in the data directory
+	Name    string // %f
+	Dest    string // %p
+	Restart string // %r, optional
+}
+
+func waitCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:      "wait",
+		Usage:     "wait for a WAL file and restore it (a pg_standby-mode standby's restore_command)",
+		ArgsUsage: "%f %p [%r]",
+		Description: `wait is the restore_command of a warm standby in pg_standby mode: it waits
+until the segment PostgreSQL asks for is in the archive, verifies it (zstd
+checksum, size, page header, system identifier) and writes it to %p. When a
+trigger file appears, it ends recovery and PostgreSQL promotes the standby.
+
+In the standby's postgresql.conf (PostgreSQL 12 or later), with an empty
+recovery.signal file in the data directory (not standby.signal):
+   restore_command = 'walship wait --archive /srv/walship/main --trigger /var/lib/postgresql/walship.trigger %f %p %r'
+   recovery_end_command = 'rm -f /var/lib/postgresql/walship.trigger'
+   hot_standby = on
+
+recovery_end_command removes the trigger once the standby is promoted: a
+stale trigger file would promote the next standby started with it at once.
+
+Failover: walship promote --trigger FILE (or write "smart" or "fast" into it).
+   smart (or an empty file): restore every segment already archived, then end
+          recovery; nothing archived is lost.
+   fast: end recovery now; the file is then rewritten to "smart" so a segment
+          PostgreSQL asks for again is still served.
+   SIGUSR1 to walship wait, or --max-wait running out, is a fast failover.
+
+.history, .backup and other names are answered at once (PostgreSQL probes
+history files when it picks a new timeline). An archive that cannot be read
+is retried with backoff and logged, never reported as "not found", which
+would promote the standby. A corrupt or foreign segment stops recovery.
+
+Exit codes: 0 restored; 1 not found (recovery ends); 250 stop recovery: the
+archive holds bad WAL, or walship was called wrongly.`,
+		Flags: []cli.Flag{
+			archiveFlag(),
+			&cli.StringFlag{Name: "trigger", EnvVars: []string{"WALSHIP_TRIGGER"},
+				Usage: "trigger `FILE` that ends recovery: empty or \"smart\", or \"fast\""},
+			&cli.DurationFlag{Name: "max-wait", EnvVars: []string{"WALSHIP_MAX_WAIT"},
+				Usage: "end recovery (as fast) when one segment takes longer than this; 0 waits forever"},
+			&cli.DurationFlag{Name: "poll", Value: waiter.DefaultPoll, EnvVars: []string{"WALSHIP_POLL"},
+				Usage: "how often to look into the archive when it cannot be watched (NFS, SFTP); also the safety net when it can"},
+			&cli.BoolFlag{Name: "cleanup", EnvVars: []string{"WALSHIP_CLEANUP"},
+				Usage: "remove archived segments older than %r (never .history); only for an archive that feeds this one standby"},
+			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
+				Usage: "the standby's data directory, to read its system identifier (default: the current directory, where PostgreSQL runs restore_command)"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			// Exit 2 would read as "not found" and promote the standby.
+			return abortError{usageError{err}}
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() < 2 || c.NArg() > 3 {
+				return abortError{usagef("wait takes %%f %%p [%%r]; got %d arguments", c.NArg())}
+			}
+			err := runWait(c.Context, g.logger, waitOptions{
+				Archive: c.String("archive"),
+				Trigger: c.String("trigger"),
+				MaxWait: c.Duration("max-wait"),
+				Poll:    c.Duration("poll"),
+				Cleanup: c.Bool("cleanup"),
+				PGData:  c.String("pgdata"),
+				Name:    c.Args().Get(0),
+				Dest:    c.Args().Get(1),
+				Restart: c.Args().Get(2),
+			})
+			switch {
+			case err == nil, errors.Is(err, waiter.ErrNotFound), c.Context.Err() != nil:
+				return err
+			default:
+				// Anything else must stop recovery rather than end it.
+				return abortError{err}
+			}
+		},
+	}
+}
+
+func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
+	if opts.Cleanup && opts.Restart == "" {
+		return usagef("--cleanup needs %%r as the third argument")
+	}
+	st, err := openArchive(ctx, opts.Archive)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	exp, err := expectation(ctx, st, opts.PGData, logger)
+	if err != nil {
+		return err
+	}
+	w := &waiter.Waiter{
+		Storage: st,
+		Expect:  exp,
+		Logger:  logger,
+		Poll:    opts.Poll,
+		MaxWait: opts.MaxWait,
+	}
+	if opts.Trigger != "" {
+		tctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		ft, err := newFileTrigger(tctx, opts.Trigger, opts.Poll, logger)
+		if err != nil {
+			return err
+		}
+		w.Trigger = ft
+	}
+	if err := w.Wait(ctx, opts.Name, opts.Dest); err != nil {
+		return err
+	}
+	if opts.Cleanup {
+		if n, err := waiter.Cleanup(ctx, st, opts.Restart, logger); err != nil {
+			logger.Warn("cleanup failed; the segment was restored", "err", err)
+		} else if n > 0 {
+			logger.Info("removed archived segments older than the restart point", "files", n, "restart", opts.Restart)
+		}
+	}
+	return nil
+}
+
+// expectation works out which cluster restored segments must belong to:
+// the standby's own (from pg_control) and the archive's (walship.json), which
+// must agree.
+func expectation(ctx context.Context, st archive.Storage, pgdata string, logger *slog.Logger) (waiter.Expect, error) {
+	var exp waiter.Expect
+	if pgdata == "" {
+		pgdata = "."
+	}
+	sysid, err := waiter.ControlSystemID(pgdata)
+	switch {
+	case err == nil:
+		exp.SystemID = sysid
+	case errors.Is(err, os.ErrNotExist):
+		// Not run from a data directory: the archive's identity decides.
+	default:
+		return exp, fmt.Errorf("read the standby's system identifier: %w", err)
+	}
+	id, err := archive.ReadIdentity(ctx, st)
+	switch {
+	case err == nil:
+		if exp.SystemID != 0 && exp.SystemID != id.SystemID {
+			abs, _ := filepath.Abs(pgdata)
+			return exp, fmt.Errorf("%w: this standby (%s) has database system identifier %d, the archive %s holds WAL of %d: point --archive at its primary's archive",
+				waiter.ErrBadWAL, abs, exp.SystemID, st, id.SystemID)
+		}
+		exp.SystemID = id.SystemID
+		exp.SegmentSize = id.SegmentSize
+	case errors.Is(err, archive.ErrNoIdentity):
+		// An archive filled by plain cp: page headers and pg_control decide.
+	default:
+		// Unreadable now; the wait retries reading the archive itself.
+		logger.Warn("cannot read the archive identity", "err", err)
+	}
+	return exp, nil
+}
+
+// fileTrigger is the trigger file and SIGUSR1, as waiter.Trigger.
+type fileTrigger struct {
+	path    string
+	watcher *trigger.Watcher
+	changed <-chan struct{}
+	logger  *slog.Logger
+	warned  bool
+}
+
+func newFileTrigger(ctx context.Context, path string, poll time.Duration, logger *slog.Logger) (*fileTrigger, error) {
+	w := &trigger.Watcher{Path: path, PollInterval: poll, Logger: logger}
+	ch, err := w.Start(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("watch trigger file: %w", err)
+	}
+	return &fileTrigger{path: path, watcher: w, changed: ch, logger: logger}, nil
+}
+
+func (f *fileTrigger) Mode() trigger.Mode {
+	if f.watcher.SignalledFast() {
+		return trigger.Fast
+	}
+	m, err := trigger.Read(f.path)
+	if err != nil {
+		if !f.warned {
+			f.logger.Warn("ignoring trigger file: write \"smart\" or \"fast\" into it, or leave it empty", "path", f.path, "err", err)
+			f.warned = true
+		}
+		return trigger.None
+	}
+	return m
+}
+
+func (f *fileTrigger) Consume() error { return trigger.Consume(f.path) }
+
+func (f *fileTrigger) Changed() <-chan struct{} { return f.changed }

@@ -1,0 +1,114 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// archiveWith pushes segment 3 (1 MiB, system 42) into a new archive and
+// returns the archive and the segment's name.
+func archiveWith(t *testing.T) (arch, name string, seg []byte) {
+	t.Helper()
+	arch, src := t.TempDir(), t.TempDir()
+	name = "000000010000000000000003"
+	seg = segment(42, 3, 7)
+	p := filepath.Join(src, name)
+	if err := os.WriteFile(p, seg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if code, stderr := walshipRun(t, "push", "--archive", arch, p, name); code != 0 {
+		t.Fatalf("push: exit %d, %s", code, stderr)
+	}
+	return arch, name, seg
+}
+
+func TestWaitExitCodes(t *testing.T) {
+	arch, name, seg := archiveWith(t)
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if code, stderr := walshipRun(t, "wait", "--archive", arch, name, dest); code != 0 {
+		t.Fatalf("wait for an archived segment: exit %d, %s", code, stderr)
+	}
+	if got, _ := os.ReadFile(dest); string(got) != string(seg) {
+		t.Error("restored segment differs")
+	}
+
+	start := time.Now()
+	if code, stderr := walshipRun(t, "wait", "--archive", arch, "00000002.history", dest); code != exitFailed {
+		t.Errorf("missing history: exit %d, want 1; %s", code, stderr)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("missing history took %v, want an answer at once", d)
+	}
+
+	// Calling wait wrongly must stop recovery, not end it.
+	for _, args := range [][]string{
+		{"wait", "--archive", arch, name},
+		{"wait", "--archive", arch, "pg_wal/RECOVERYXLOG", name}, // %p and %f swapped
+		{"wait", "--archive", arch, "--no-such-flag", name, dest},
+		{"wait", name, dest}, // no archive
+		{"wait", "--archive", arch, "--cleanup", name, dest},
+	} {
+		if code, stderr := walshipRun(t, args...); code != exitAbortRec {
+			t.Errorf("%v: exit %d, want %d; stderr %q", args, code, exitAbortRec, stderr)
+		}
+	}
+}
+
+func TestWaitCorruptSegmentStopsRecovery(t *testing.T) {
+	arch, name, _ := archiveWith(t)
+	p := filepath.Join(arch, "wal", name+".zst")
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x55
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	code, stderr := walshipRun(t, "wait", "--archive", arch, name, dest)
+	if code != exitAbortRec || !strings.Contains(stderr, "corrupt") {
+		t.Errorf("corrupt segment: exit %d, stderr %q; want %d and a message saying it is corrupt", code, stderr, exitAbortRec)
+	}
+	if _, err := os.Stat(dest); !os.IsNotExist(err) {
+		t.Errorf("%%p was written (stat: %v)", err)
+	}
+}
+
+// The standby's own system identifier (pg_control in the data directory)
+// must match the archive's.
+func TestWaitRefusesArchiveOfAnotherCluster(t *testing.T) {
+	arch, name, _ := archiveWith(t)
+	pgdata := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(pgdata, "global"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	control := make([]byte, 8192)
+	control[0] = 43 // system identifier 43, little-endian
+	if err := os.WriteFile(filepath.Join(pgdata, "global", "pg_control"), control, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(pgdata, "RECOVERYXLOG")
+	code, stderr := walshipRun(t, "wait", "--archive", arch, "--pgdata", pgdata, name, dest)
+	if code != exitAbortRec || !strings.Contains(stderr, "43") {
+		t.Errorf("exit %d, stderr %q; want %d naming the standby's system identifier", code, stderr, exitAbortRec)
+	}
+}
+
+func TestWaitFastTrigger(t *testing.T) {
+	arch, _, _ := archiveWith(t)
+	trig := filepath.Join(t.TempDir(), "trigger")
+	if code, stderr := walshipRun(t, "promote", "--trigger", trig, "--fast"); code != 0 {
+		t.Fatalf("promote: exit %d, %s", code, stderr)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	if code, stderr := walshipRun(t, "wait", "--archive", arch, "--trigger", trig, "000000010000000000000004", dest); code != exitFailed {
+		t.Errorf("fast trigger: exit %d, want 1; %s", code, stderr)
+	}
+	if b, _ := os.ReadFile(trig); strings.TrimSpace(string(b)) != "smart" {
+		t.Errorf("trigger after a fast failover holds %q, want smart", b)
+	}
+}
