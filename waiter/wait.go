@@ -45,6 +45,12 @@ type Waiter struct {
 	// MaxBackoff caps the delay between retries of a failing archive.
 	MaxBackoff time.Duration
 
+	// Alive, when set, is checked before every look into the archive; an
+	// error ends the wait with it. It tells that the server that called
+	// the command is gone (its postmaster was killed), so that a waiting
+	// restore_command does not outlive it.
+	Alive func() error
+
 	// Now and After are the clock; tests replace them.
 	Now   func() time.Time
 	After func(time.Duration) <-chan time.Time
@@ -87,8 +93,18 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 	failures := 0
 	waitingLogged := false
 	for {
-		mode := w.mode()
-		if mode != trigger.Fast && w.MaxWait > 0 && w.now().Sub(start) >= w.MaxWait {
+		if w.Alive != nil {
+			if err := w.Alive(); err != nil {
+				return err
+			}
+		}
+		// Only segments wait, so only they answer to a trigger: a history
+		// probe must neither consume a fast trigger nor be refused by one.
+		mode := trigger.None
+		if n.Kind == wal.Segment {
+			mode = w.mode()
+		}
+		if n.Kind == wal.Segment && mode != trigger.Fast && w.MaxWait > 0 && w.now().Sub(start) >= w.MaxWait {
 			log.Warn("max wait reached: ending recovery as a fast failover would", "max_wait", w.MaxWait)
 			mode = trigger.Fast
 		}
@@ -129,6 +145,10 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 				return fmt.Errorf("%s: %w", name, ErrNotFound)
 			}
 			if mode == trigger.Smart {
+				// Last, what walship tail shipped of this segment.
+				if err := w.restoreTail(ctx, n, dest, log); !errors.Is(err, ErrNotFound) {
+					return err
+				}
 				log.Info("smart failover: every archived segment was applied, ending recovery")
 				return fmt.Errorf("%s: %w (smart failover)", name, ErrNotFound)
 			}

@@ -457,3 +457,24 @@ func TestWaitEmptyArchiveIsNotNotFound(t *testing.T) {
 		t.Fatalf("got %v, want ErrNotFound once the archive is there", err)
 	}
 }
+
+// PostgreSQL probes history files at startup; a fast trigger must survive
+// them and end recovery at the first segment.
+func TestWaitFastTriggerIgnoredForHistory(t *testing.T) {
+	e := newArchive(t)
+	hist := []byte("1\t0/3000060\tno recovery target specified\n")
+	e.put("00000002.history", hist, archive.Zstd)
+	tr := newFakeTrigger()
+	tr.set(trigger.Fast)
+	w := e.waiter()
+	w.Trigger = tr
+	if err := w.Wait(context.Background(), "00000002.history", e.dest); err != nil {
+		t.Fatalf("archived history under a fast trigger: %v, want it restored", err)
+	}
+	if err := w.Wait(context.Background(), "00000003.history", e.dest); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("missing history: %v, want ErrNotFound", err)
+	}
+	if tr.consumed.Load() != 0 || tr.Mode() != trigger.Fast {
+		t.Fatalf("history probes consumed the fast trigger")
+	}
+}

@@ -65,7 +65,12 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	app := newApp(stdout, stderr)
 	err := app.RunContext(ctx, args)
 	code := exitCode(err)
-	if err != nil {
+	var q quietError
+	switch {
+	case err == nil, errors.As(err, &q):
+	case errors.Is(err, context.Canceled):
+		fmt.Fprintln(stderr, "walship: interrupted")
+	default:
 		fmt.Fprintf(stderr, "walship: %v\n", err)
 	}
 	return code
@@ -78,6 +83,14 @@ func (u usageError) Error() string { return u.err.Error() }
 func (u usageError) Unwrap() error { return u.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// quietError is an answer, not a failure: "not found" from a restore
+// command, which PostgreSQL expects many times. It is logged at debug level
+// where it happens, and main prints nothing for it.
+type quietError struct{ err error }
+
+func (q quietError) Error() string { return q.err.Error() }
+func (q quietError) Unwrap() error { return q.err }
 
 // abortError marks an error that must stop PostgreSQL's recovery: the
 // archive holds a corrupt or foreign file, and going on would either apply

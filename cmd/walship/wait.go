@@ -7,6 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -44,9 +47,16 @@ recovery.signal file in the data directory (not standby.signal):
    restore_command = 'walship wait --archive /srv/walship/main --trigger /var/lib/postgresql/walship.trigger %f %p %r'
    recovery_end_command = 'rm -f /var/lib/postgresql/walship.trigger'
    hot_standby = on
+   recovery_prefetch = off      # PostgreSQL 15 and later, see below
 
 recovery_end_command removes the trigger once the standby is promoted: a
 stale trigger file would promote the next standby started with it at once.
+
+recovery_prefetch = off matters on PostgreSQL 15 and later: with it on, the
+server reads WAL ahead of replay and asks for the next segment before it has
+applied the end of the current one, so the standby's visible state (and its
+first consistent state after a base backup) lags until the next segment is
+archived. A failover still applies everything.
 
 Failover: walship promote --trigger FILE (or write "smart" or "fast" into it).
    smart (or an empty file): restore every segment already archived, then end
@@ -95,7 +105,10 @@ archive holds bad WAL, or walship was called wrongly.`,
 				Restart: c.Args().Get(2),
 			})
 			switch {
-			case err == nil, errors.Is(err, waiter.ErrNotFound), c.Context.Err() != nil:
+			case errors.Is(err, waiter.ErrNotFound):
+				g.logger.Debug("answering not found", "file", c.Args().Get(0), "reason", err)
+				return quietError{err}
+			case err == nil, c.Context.Err() != nil:
 				return err
 			default:
 				// Anything else must stop recovery rather than end it.
@@ -124,6 +137,7 @@ func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
 		Logger:  logger,
 		Poll:    opts.Poll,
 		MaxWait: opts.MaxWait,
+		Alive:   postmasterAlive(opts.PGData),
 	}
 	if opts.Trigger != "" {
 		tctx, cancel := context.WithCancel(ctx)
@@ -181,6 +195,32 @@ func expectation(ctx context.Context, st archive.Storage, pgdata string, logger 
 		logger.Warn("cannot read the archive identity", "err", err)
 	}
 	return exp, nil
+}
+
+// postmasterAlive returns a check that the postmaster of the data directory
+// pgdata still runs, or nil when pgdata has no postmaster.pid. A postmaster
+// killed with SIGKILL leaves its startup process blocked in restore_command;
+// a wait that noticed nothing would keep that process, and the data
+// directory's shared memory, alive.
+func postmasterAlive(pgdata string) func() error {
+	if pgdata == "" {
+		pgdata = "."
+	}
+	b, err := os.ReadFile(filepath.Join(pgdata, "postmaster.pid"))
+	if err != nil {
+		return nil
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	pid, err := strconv.Atoi(strings.TrimSpace(line))
+	if err != nil || pid <= 1 {
+		return nil
+	}
+	return func() error {
+		if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+			return fmt.Errorf("the postmaster (pid %d) is gone: stopping", pid)
+		}
+		return nil
+	}
 }
 
 // fileTrigger is the trigger file and SIGUSR1, as waiter.Trigger.

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
+
+	"github.com/walship/walship/archive"
+	"github.com/walship/walship/backup"
+)
+
+// backupOptions are the settings of walship backup.
+type backupOptions struct {
+	Archive        string
+	DSN            string
+	Label          string
+	FastCheckpoint bool
+	Compress       string
+	WALTimeout     time.Duration
+	JSON           bool
+}
+
+func backupCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "backup",
+		Usage: "take a base backup into the archive",
+		Description: `backup copies the whole cluster (every tablespace) over a replication
+connection (BASE_BACKUP, PostgreSQL 15 or later) into backups/<id>/ in the
+archive, compressed, with PostgreSQL's backup manifest (a CRC32C for every
+file). The id is the UTC start time, like 20261122T011500Z.
+
+The backup holds no WAL: it needs the WAL from its start to its stop
+position from the archive, where archive_command (walship push) puts it. So
+backup waits, up to --wal-timeout, until that WAL is archived, and only then
+writes backups/<id>.json, which makes the backup complete. A backup that
+fails or is interrupted has none, and restore never uses it.
+
+From a primary the server switches WAL segment when the backup ends, so the
+wait is short. From a standby (hot_standby on, a replication line in its
+pg_hba.conf) nothing switches: the last segment reaches the archive when the
+primary fills or switches it. Set archive_timeout on the primary, or run
+SELECT pg_switch_wal() there, or raise --wal-timeout. The primary must
+archive into this same archive.
+
+The server needs wal_level replica or higher, max_wal_senders > 0 and a
+"replication" line in pg_hba.conf for the user; the connection comes from
+--dsn and the usual PG* environment variables.
+
+Progress goes to stderr when it is a terminal; a summary to stdout, as JSON
+with --json.
+
+Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
+		Flags: []cli.Flag{
+			archiveFlag(),
+			&cli.StringFlag{Name: "dsn", EnvVars: []string{"WALSHIP_DSN"},
+				Usage: "connection string of the server to back up (libpq form or URL); PG* variables fill in the rest"},
+			&cli.StringFlag{Name: "label", Usage: "backup label (default \"walship <id>\")"},
+			&cli.BoolFlag{Name: "fast-checkpoint", Usage: "start with an immediate checkpoint instead of waiting for a spread one"},
+			&cli.StringFlag{Name: "compress", Value: "zstd", EnvVars: []string{"WALSHIP_COMPRESS"}, Usage: "zstd or none"},
+			&cli.DurationFlag{Name: "wal-timeout", Value: backup.DefaultWALTimeout,
+				Usage: "how long to wait for the WAL the backup needs to be archived"},
+			&cli.BoolFlag{Name: "json", Usage: "print the backup's description as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usagef("backup takes no arguments; got %d", c.NArg())
+			}
+			return runBackup(c.Context, g, backupOptions{
+				Archive:        c.String("archive"),
+				DSN:            c.String("dsn"),
+				Label:          c.String("label"),
+				FastCheckpoint: c.Bool("fast-checkpoint"),
+				Compress:       c.String("compress"),
+				WALTimeout:     c.Duration("wal-timeout"),
+				JSON:           c.Bool("json"),
+			})
+		},
+	}
+}
+
+func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
+	comp, err := archive.ParseCompression(opts.Compress)
+	if err != nil {
+		return usageError{err}
+	}
+	if opts.WALTimeout < 0 {
+		return usagef("--wal-timeout must not be negative")
+	}
+	st, err := openArchive(ctx, opts.Archive)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	tp := newTermProgress(g.stderr)
+	var prog backup.Progress
+	if tp != nil {
+		prog = tp
+	}
+	start := time.Now()
+	m, err := backup.Backup(ctx, st, backup.Options{
+		ConnString:     opts.DSN,
+		Label:          opts.Label,
+		FastCheckpoint: opts.FastCheckpoint,
+		Compression:    comp,
+		WALTimeout:     opts.WALTimeout,
+		Progress:       prog,
+		Logger:         g.logger,
+	})
+	tp.end()
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		return jsonOut(g.stdout, m)
+	}
+	fmt.Fprintf(g.stdout, "backup %s complete: %s (%s stored), %d files, LSN %s to %s on timeline %d, in %s\n",
+		m.ID, humanBytes(m.Size), humanBytes(m.Stored), m.Files, m.StartLSN, m.StopLSN, m.StopTimeline, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+func jsonOut(w io.Writer, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	_, err = w.Write(append(b, '\n'))
+	return err
+}
+
+// humanBytes formats bytes for people.
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+// termProgress shows progress as one line of a terminal, rewritten in
+// place. It is nil, and reports nothing, when w is not a terminal.
+type termProgress struct {
+	w     io.Writer
+	mu    sync.Mutex
+	last  time.Time
+	width int
+}
+
+func newTermProgress(w io.Writer) *termProgress {
+	f, ok := w.(*os.File)
+	if !ok {
+		return nil
+	}
+	if _, err := unix.IoctlGetTermios(int(f.Fd()), unix.TCGETS); err != nil {
+		return nil
+	}
+	return &termProgress{w: w}
+}
+
+// Report implements backup.Progress.
+func (p *termProgress) Report(s backup.Status) {
+	if p == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if time.Since(p.last) < 100*time.Millisecond {
+		return
+	}
+	p.last = time.Now()
+	var line string
+	switch {
+	case s.Phase == "wal":
+		line = "waiting for the archive to hold " + s.Detail
+	case s.Total > 0:
+		line = fmt.Sprintf("%s: %3d%%  %s of %s", s.Phase, s.Done*100/s.Total, humanBytes(s.Done), humanBytes(s.Total))
+	default:
+		line = fmt.Sprintf("%s: %s", s.Phase, humanBytes(s.Done))
+	}
+	pad := max(0, p.width-len(line))
+	p.width = len(line)
+	fmt.Fprintf(p.w, "\r%s%*s", line, pad, "")
+}
+
+// end clears the progress line.
+func (p *termProgress) end() {
+	if p == nil || p.width == 0 {
+		return
+	}
+	fmt.Fprintf(p.w, "\r%*s\r", p.width, "")
+}

@@ -1,0 +1,181 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/walship/walship/backup"
+	"github.com/walship/walship/waiter"
+	"github.com/walship/walship/wal"
+)
+
+// fetchOptions are the settings of walship fetch.
+type fetchOptions struct {
+	Archive  string
+	Prefetch int
+	RetryFor time.Duration
+	PGData   string
+	Name     string // %f
+	Dest     string // %p
+	// FillAfter runs fetch as the background prefetcher: download the
+	// Prefetch segments after this one into the spool, then exit.
+	FillAfter string
+
+	// spawn starts the background prefetcher; tests replace it.
+	spawn func(args []string) error
+}
+
+func fetchCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:      "fetch",
+		Usage:     "restore a WAL file now, or say it is not archived (restore_command for point-in-time recovery and standby.signal standbys)",
+		ArgsUsage: "%f %p",
+		Description: `fetch is the restore_command that never waits: it verifies the archived
+file (zstd checksum, size, page header, system identifier) and writes it to
+%p, or exits 1 at once when the archive does not hold it. walship restore
+writes it into postgresql.auto.conf:
+   restore_command = 'walship fetch --archive /srv/walship/main %f %p'
+
+"Not found" ends recovery in point-in-time recovery, so fetch must not say
+it of an archive it cannot read: it retries for --retry-for (30 s), then
+exits 250, which stops the server instead of ending recovery early; start it
+again once the archive is back. With standby.signal in the data directory
+the server retries by itself, so fetch exits 1 then instead. An archive
+that holds neither walship.json nor WAL is taken as not mounted, not empty.
+
+--prefetch N: after serving a segment, a background walship fetch downloads
+the next N segments, verified, into pg_wal/walship-spool; the next fetch
+then only renames. One prefetcher runs at a time; each served copy leaves the
+spool, older ones are removed. The spool holds at most N segments more than
+the server needs.
+
+Exit codes: 0 restored; 1 not found; 250 stop recovery: corrupt or foreign
+WAL, an unreachable archive in point-in-time recovery, or a usage error.`,
+		Flags: []cli.Flag{
+			archiveFlag(),
+			&cli.IntFlag{Name: "prefetch", EnvVars: []string{"WALSHIP_PREFETCH"},
+				Usage: "download this many following segments in the background"},
+			&cli.DurationFlag{Name: "retry-for", Value: backup.DefaultRetryFor,
+				Usage: "how long to retry an archive that cannot be read"},
+			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
+				Usage: "the data directory (default: the current directory, where PostgreSQL runs restore_command)"},
+			&cli.StringFlag{Name: "prefetch-after", Hidden: true,
+				Usage: "internal: run as the prefetcher of the segments after this one"},
+		},
+		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
+			// Exit 2 would read as "not found" and end recovery.
+			return abortError{usageError{err}}
+		},
+		Action: func(c *cli.Context) error {
+			opts := fetchOptions{
+				Archive:   c.String("archive"),
+				Prefetch:  c.Int("prefetch"),
+				RetryFor:  c.Duration("retry-for"),
+				PGData:    c.String("pgdata"),
+				FillAfter: c.String("prefetch-after"),
+			}
+			if opts.FillAfter == "" {
+				if c.NArg() != 2 {
+					return abortError{usagef("fetch takes %%f %%p; got %d arguments", c.NArg())}
+				}
+				opts.Name, opts.Dest = c.Args().Get(0), c.Args().Get(1)
+			}
+			err := runFetch(c.Context, g.logger, opts)
+			switch {
+			case err == nil, errors.Is(err, waiter.ErrNotFound), c.Context.Err() != nil:
+				return err
+			case errors.Is(err, backup.ErrUnavailable) && standbySignal(opts.PGData):
+				return err // the server retries; exit 1 ends nothing
+			default:
+				return abortError{err}
+			}
+		},
+	}
+}
+
+func standbySignal(pgdata string) bool {
+	if pgdata == "" {
+		pgdata = "."
+	}
+	_, err := os.Stat(filepath.Join(pgdata, "standby.signal"))
+	return err == nil
+}
+
+func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error {
+	if opts.Prefetch < 0 {
+		return usagef("--prefetch must not be negative")
+	}
+	st, err := openArchive(ctx, opts.Archive)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	exp, err := expectation(ctx, st, opts.PGData, logger)
+	if err != nil {
+		return err
+	}
+	pgdata := opts.PGData
+	if pgdata == "" {
+		pgdata = "."
+	}
+	spool := &backup.Spool{Dir: filepath.Join(pgdata, backup.DefaultSpoolDir)}
+
+	if opts.FillAfter != "" {
+		if exp.SegmentSize == 0 {
+			return nil
+		}
+		fctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
+		defer cancel()
+		n, err := spool.Fill(fctx, st, exp, opts.FillAfter, opts.Prefetch, exp.SegmentSize)
+		logger.Debug("prefetched", "after", opts.FillAfter, "segments", n, "err", err)
+		return err
+	}
+
+	f := &backup.Fetcher{Storage: st, Expect: exp, Logger: logger, RetryFor: opts.RetryFor}
+	if opts.Prefetch > 0 {
+		f.Spool = spool
+	}
+	if err := f.Fetch(ctx, opts.Name, opts.Dest); err != nil {
+		return err
+	}
+	n, err := wal.ParseName(opts.Name)
+	if opts.Prefetch == 0 || err != nil || n.Kind != wal.Segment || exp.SegmentSize == 0 {
+		return nil
+	}
+	if err := spool.Prune(opts.Name, exp.SegmentSize); err != nil {
+		logger.Warn("cannot prune the prefetch spool", "dir", spool.Dir, "err", err)
+	}
+	spawn := opts.spawn
+	if spawn == nil {
+		spawn = spawnPrefetcher
+	}
+	args := []string{"fetch", "--archive", opts.Archive, "--prefetch", strconv.Itoa(opts.Prefetch),
+		"--pgdata", pgdata, "--prefetch-after", opts.Name}
+	if err := spawn(args); err != nil {
+		logger.Warn("cannot start the prefetcher", "err", err)
+	}
+	return nil
+}
+
+// spawnPrefetcher starts this binary in the background and does not wait
+// for it. It stays in the server's process group, so a shutdown stops it.
+func spawnPrefetcher(args []string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(self, args...)
+	cmd.Stderr = os.Stderr // the server log
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	return cmd.Process.Release()
+}

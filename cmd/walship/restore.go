@@ -1,0 +1,219 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/walship/walship/backup"
+)
+
+// restoreOptions are the settings of walship restore.
+type restoreOptions struct {
+	Archive        string
+	PGData         string
+	Backup         string
+	TargetKind     string
+	TargetValue    string
+	TargetAction   string
+	TargetTimeline string
+	Standby        bool
+	Trigger        string
+	TablespaceMap  []string // OLD=NEW
+	Force          bool
+	Prefetch       int
+	Walship        string // the binary restore_command runs; default this one
+	JSON           bool
+}
+
+// restoreResult is what --json prints.
+type restoreResult struct {
+	Backup         backup.Meta `json:"backup"`
+	PGData         string      `json:"pgdata"`
+	RestoreCommand string      `json:"restore_command"`
+	Target         string      `json:"target,omitempty"`
+}
+
+func restoreCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "restore",
+		Usage: "rebuild a data directory from a backup, for point-in-time recovery or a standby",
+		Description: `restore extracts a backup into --pgdata (which must be empty or absent,
+unless --force), checks every file against the backup manifest (size and
+CRC32C), puts tablespaces back where they were (or where --tablespace-map
+says), and writes the recovery settings into postgresql.auto.conf and an
+empty recovery.signal. Start the server, as the user that owns the
+directory, and it replays the archived WAL that walship fetch hands it.
+
+Without --backup, restore picks the newest complete backup that ends before
+a --target-time or --target-lsn, or the newest one for other targets. Which
+backup precedes a transaction id or a restore point cannot be known: name
+an older one with --backup when the newest is too recent.
+
+Targets (one at most; without one, recovery replays all archived WAL):
+   --target-time '2026-11-22 01:15:00+00'   --target-lsn 0/3000060
+   --target-xid 1234   --target-name my_restore_point   --target-immediate
+--target-action says what the server does there: pause (PostgreSQL's
+default; resume with SELECT pg_wal_replay_resume()), promote or shutdown.
+--target-timeline: latest (the default), current or a number.
+
+--standby builds a warm standby in pg_standby mode instead: restore_command
+is walship wait --trigger FILE, which waits for each segment until
+walship promote writes the trigger; recovery_end_command removes it.
+
+The restored server keeps the backup's postgresql.conf, archive_command
+included: once promoted, it archives a new timeline into the archive it
+names. Change archive_command first when that is not wanted.
+
+Exit codes: 0 restored; 1 failed (a corrupt backup, a non-empty directory);
+2 usage error.`,
+		Flags: []cli.Flag{
+			archiveFlag(),
+			&cli.StringFlag{Name: "pgdata", Aliases: []string{"D"}, Required: true, Usage: "the data directory to create"},
+			&cli.StringFlag{Name: "backup", Value: "latest", Usage: "backup `ID` to restore, or latest"},
+			&cli.StringFlag{Name: "target-time", Usage: "recover up to this time (give the time zone)"},
+			&cli.StringFlag{Name: "target-lsn", Usage: "recover up to this LSN"},
+			&cli.StringFlag{Name: "target-xid", Usage: "recover up to this transaction id"},
+			&cli.StringFlag{Name: "target-name", Usage: "recover up to this restore point (pg_create_restore_point)"},
+			&cli.BoolFlag{Name: "target-immediate", Usage: "recover only until the backup is consistent"},
+			&cli.StringFlag{Name: "target-action", Usage: "at the target: promote, pause or shutdown"},
+			&cli.StringFlag{Name: "target-timeline", Usage: "latest, current or a timeline number"},
+			&cli.BoolFlag{Name: "standby", Usage: "build a pg_standby-mode standby fed by walship wait"},
+			&cli.StringFlag{Name: "trigger", Usage: "with --standby: the trigger `FILE` that ends recovery"},
+			&cli.StringSliceFlag{Name: "tablespace-map", Usage: "move a tablespace: `OLD=NEW` directories (repeatable)"},
+			&cli.BoolFlag{Name: "force", Usage: "delete what the data and tablespace directories hold first"},
+			&cli.IntFlag{Name: "prefetch", Usage: "segments walship fetch downloads ahead during recovery"},
+			&cli.StringFlag{Name: "walship", Usage: "path of walship on the server, for restore_command (default: this binary)"},
+			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
+		},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usagef("restore takes no arguments; got %d", c.NArg())
+			}
+			opts := restoreOptions{
+				Archive:        c.String("archive"),
+				PGData:         c.String("pgdata"),
+				Backup:         c.String("backup"),
+				TargetAction:   c.String("target-action"),
+				TargetTimeline: c.String("target-timeline"),
+				Standby:        c.Bool("standby"),
+				Trigger:        c.String("trigger"),
+				TablespaceMap:  c.StringSlice("tablespace-map"),
+				Force:          c.Bool("force"),
+				Prefetch:       c.Int("prefetch"),
+				Walship:        c.String("walship"),
+				JSON:           c.Bool("json"),
+			}
+			n := 0
+			for _, k := range []string{backup.TargetTime, backup.TargetLSN, backup.TargetXID, backup.TargetName} {
+				if c.IsSet("target-" + k) {
+					opts.TargetKind, opts.TargetValue = k, c.String("target-"+k)
+					n++
+				}
+			}
+			if c.Bool("target-immediate") {
+				opts.TargetKind = backup.TargetImmediate
+				n++
+			}
+			if n > 1 {
+				return usagef("give one recovery target at most")
+			}
+			return runRestore(c.Context, g, opts)
+		},
+	}
+}
+
+func runRestore(ctx context.Context, g *globals, opts restoreOptions) error {
+	target, err := backup.NewTarget(opts.TargetKind, opts.TargetValue, opts.TargetAction, opts.TargetTimeline)
+	if err != nil {
+		return usageError{err}
+	}
+	if opts.PGData == "" {
+		return usagef("--pgdata is required")
+	}
+	if opts.Standby && (opts.TargetKind != "" || opts.TargetAction != "") {
+		return usagef("--standby takes no recovery target: a standby follows the archive until promoted")
+	}
+	if opts.Standby != (opts.Trigger != "") {
+		return usagef("--standby and --trigger FILE go together")
+	}
+	if opts.Prefetch < 0 {
+		return usagef("--prefetch must not be negative")
+	}
+	tsMap := map[string]string{}
+	for _, kv := range opts.TablespaceMap {
+		old, dir, ok := strings.Cut(kv, "=")
+		if !ok || !filepath.IsAbs(old) || !filepath.IsAbs(dir) {
+			return usagef("--tablespace-map %q: want OLD=NEW, both absolute directories", kv)
+		}
+		tsMap[filepath.Clean(old)] = filepath.Clean(dir)
+	}
+	bin := opts.Walship
+	if bin == "" {
+		if bin, err = os.Executable(); err != nil {
+			return fmt.Errorf("find this walship binary for restore_command: %w; pass --walship", err)
+		}
+	}
+	st, err := openArchive(ctx, opts.Archive)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	ro := backup.RestoreOptions{
+		PGData:        opts.PGData,
+		BackupID:      opts.Backup,
+		Target:        target,
+		TablespaceMap: tsMap,
+		Force:         opts.Force,
+		Logger:        g.logger,
+	}
+	q := backup.ShellQuote
+	if opts.Standby {
+		trig, err := filepath.Abs(opts.Trigger)
+		if err != nil {
+			return err
+		}
+		ro.RestoreCommand = fmt.Sprintf("%s wait --archive %s --trigger %s %%f %%p %%r", q(bin), q(opts.Archive), q(trig))
+		ro.RecoveryEndCommand = "rm -f " + q(trig)
+	} else {
+		prefetch := ""
+		if opts.Prefetch > 0 {
+			prefetch = fmt.Sprintf(" --prefetch %d", opts.Prefetch)
+		}
+		ro.RestoreCommand = fmt.Sprintf("%s fetch --archive %s%s %%f %%p", q(bin), q(opts.Archive), prefetch)
+	}
+	tp := newTermProgress(g.stderr)
+	if tp != nil {
+		ro.Progress = tp
+	}
+	m, err := backup.Restore(ctx, st, ro)
+	tp.end()
+	if err != nil {
+		return err
+	}
+	abs, _ := filepath.Abs(opts.PGData)
+	if opts.JSON {
+		res := restoreResult{Backup: m, PGData: abs, RestoreCommand: ro.RestoreCommand}
+		if target.Kind != "" {
+			res.Target = target.Kind + " " + target.Value
+		}
+		return jsonOut(g.stdout, res)
+	}
+	what := "all archived WAL"
+	switch {
+	case opts.Standby:
+		what = "archived WAL as a standby until " + opts.Trigger + " appears"
+	case target.Kind == backup.TargetImmediate:
+		what = "WAL until the backup is consistent"
+	case target.Kind != "":
+		what = fmt.Sprintf("archived WAL up to %s %s", target.Kind, target.Value)
+	}
+	fmt.Fprintf(g.stdout, "restored backup %s (%s, %d files) into %s; on start the server replays %s\n",
+		m.ID, humanBytes(m.Size), m.Files, abs, what)
+	return nil
+}

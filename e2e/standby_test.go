@@ -1,0 +1,164 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/internal/pgtest"
+)
+
+// warmPair is a primary archiving with walship push and a pg_standby-mode
+// standby restoring with walship wait, as the README sets them up.
+type warmPair struct {
+	bin, arch, trigger string
+	primary, standby   *pgtest.Cluster
+}
+
+func newWarmPair(t *testing.T) *warmPair {
+	t.Helper()
+	p := &warmPair{bin: pgtest.Walship(t), arch: pgtest.TempDir(t)}
+	p.trigger = filepath.Join(pgtest.TempDir(t), "walship.trigger")
+	p.primary = pgtest.New(t, pgtest.Options{
+		InitdbArgs: []string{"--wal-segsize=1"},
+		Conf:       pushConf(p.bin, p.arch),
+	})
+	p.primary.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
+	p.standby = pgtest.BaseBackup(t, p.primary, pgtest.Options{Conf: []string{
+		fmt.Sprintf("restore_command = '%s wait --archive %s --trigger %s --poll 100ms %%f %%p %%r'", p.bin, p.arch, p.trigger),
+		fmt.Sprintf("recovery_end_command = 'rm -f %s'", p.trigger),
+		"hot_standby = on",
+		// PostgreSQL 15+ reads WAL ahead of replay (recovery_prefetch), and
+		// the read-ahead blocks in the waiting restore_command: records of
+		// the segment before stay unapplied until the next one is archived.
+		"recovery_prefetch = off",
+		// Once promoted, it archives into the same archive.
+		fmt.Sprintf("archive_command = '%s push --archive %s %%p %%f'", p.bin, p.arch),
+	}})
+	p.standby.WriteFile(t, "recovery.signal", "")
+	// The backup ends in a segment the primary has not archived yet.
+	p.primary.SwitchWAL(t)
+	p.standby.StartNoWait(t)
+	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "t", 60*time.Second)
+	return p
+}
+
+// insert adds rows [from, to) on the primary and archives them.
+func (p *warmPair) insert(t *testing.T, from, to int) string {
+	t.Helper()
+	p.primary.Exec(t, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series($1::int, $2::int - 1) g", from, to)
+	seg := p.primary.SwitchWAL(t)
+	p.primary.WaitFor(t, "SELECT last_archived_wal FROM pg_stat_archiver", seg, 60*time.Second)
+	return seg
+}
+
+func (p *warmPair) promote(t *testing.T, args ...string) {
+	t.Helper()
+	out, err := exec.Command(p.bin, append([]string{"promote", "--trigger", p.trigger}, args...)...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("walship promote: %v\n%s", err, out)
+	}
+	pgtest.Chown(t, p.trigger)
+}
+
+func TestWarmStandbySmartFailover(t *testing.T) {
+	p := newWarmPair(t)
+	p.insert(t, 0, 1000)
+	p.standby.WaitFor(t, "SELECT count(*) FROM t", "1000", 60*time.Second)
+	if got := p.standby.QueryValue(t, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("standby pg_is_in_recovery = %s, want true", got)
+	}
+
+	// More rows, archived while the standby is stopped, so segments are
+	// outstanding when the smart trigger arrives: it must apply them all.
+	p.standby.Stop(t)
+	p.insert(t, 1000, 2000)
+	p.insert(t, 2000, 3000)
+	p.promote(t)
+	p.standby.Start(t)
+	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", 60*time.Second)
+	if got := p.standby.QueryValue(t, "SELECT count(*) FROM t"); got != "3000" {
+		t.Errorf("promoted standby has %s rows, want all 3000 archived", got)
+	}
+	tli := p.standby.QueryValue(t, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)")
+	if tli != "00000002" {
+		t.Errorf("promoted standby is on timeline %s, want 00000002", tli)
+	}
+	if _, err := os.Stat(p.trigger); !os.IsNotExist(err) {
+		t.Errorf("trigger file still there after promotion (recovery_end_command): %v", err)
+	}
+	// The new primary archives its history file into the same archive.
+	p.standby.Exec(t, "INSERT INTO t VALUES (-1, 'after promotion')")
+	seg := p.standby.SwitchWAL(t)
+	p.standby.WaitFor(t, "SELECT last_archived_wal FROM pg_stat_archiver", seg, 60*time.Second)
+	if got := p.standby.QueryValue(t, "SELECT failed_count FROM pg_stat_archiver"); got != "0" {
+		t.Errorf("promoted standby's archiver failed %s times\n%s", got, p.standby.LogTail(40))
+	}
+	st := openLocal(t, p.arch)
+	if string(archivedWAL(t, st, "00000002.history")) == "" {
+		t.Error("00000002.history is empty in the archive")
+	}
+}
+
+func TestWarmStandbyFastFailover(t *testing.T) {
+	p := newWarmPair(t)
+	p.insert(t, 0, 500)
+	p.standby.WaitFor(t, "SELECT count(*) FROM t", "500", 60*time.Second)
+
+	// A standby behind its archive: replay paused, two more segments
+	// archived. A fast trigger must promote it without the second.
+	p.standby.Exec(t, "SELECT pg_wal_replay_pause()")
+	p.insert(t, 500, 1000)
+	p.insert(t, 1000, 1500)
+	p.promote(t, "--fast")
+	p.standby.Exec(t, "SELECT pg_wal_replay_resume()")
+	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", 60*time.Second)
+	got, err := strconv.Atoi(p.standby.QueryValue(t, "SELECT count(*) FROM t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got < 500 || got >= 1500 {
+		t.Errorf("fast failover: promoted with %d rows, want the applied ones and not the last outstanding segment's (500 to 1499)", got)
+	}
+	t.Logf("fast failover promoted with %d of 1500 archived rows", got)
+	if _, err := os.Stat(p.trigger); !os.IsNotExist(err) {
+		t.Errorf("trigger file still there after promotion: %v", err)
+	}
+}
+
+// While the archive is unreachable the standby keeps waiting; it neither
+// promotes nor stops, and catches up when the archive returns.
+func TestWarmStandbySurvivesArchiveOutage(t *testing.T) {
+	p := newWarmPair(t)
+	p.insert(t, 0, 100)
+	p.standby.WaitFor(t, "SELECT count(*) FROM t", "100", 60*time.Second)
+
+	hidden := p.arch + ".away"
+	if err := os.Rename(p.arch, hidden); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(p.arch, 0o700); err != nil { // an empty mount point
+		t.Fatal(err)
+	}
+	pgtest.Chown(t, p.arch)
+	p.promote(t) // even a smart trigger must not end recovery on an outage
+	time.Sleep(2 * time.Second)
+	if got := p.standby.QueryValue(t, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("standby left recovery while the archive was away\n%s", p.standby.LogTail(30))
+	}
+	if err := os.Remove(p.arch); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(hidden, p.arch); err != nil {
+		t.Fatal(err)
+	}
+	// Back: the smart trigger now ends recovery with everything archived.
+	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", 60*time.Second)
+	if got := p.standby.QueryValue(t, "SELECT count(*) FROM t"); got != "100" {
+		t.Errorf("promoted standby has %s rows, want 100", got)
+	}
+}

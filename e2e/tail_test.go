@@ -1,0 +1,178 @@
+package e2e
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/walship/walship/internal/pgtest"
+)
+
+// tailInterval is the --interval of the tail daemon in these tests.
+const tailInterval = 200 * time.Millisecond
+
+// ack is one commit the primary acknowledged.
+type ack struct {
+	id int
+	at time.Time
+}
+
+// TestTailFailoverLosesAtMostOneInterval is the promise of walship tail: a
+// primary killed under a steady write load, a pg_standby-mode standby
+// promoted with a smart trigger, and every commit acknowledged more than one
+// interval (plus slack for the poll and the Put) before the kill is there.
+func TestTailFailoverLosesAtMostOneInterval(t *testing.T) {
+	t.Parallel()
+	bin := pgtest.Walship(t)
+	arch := pgtest.TempDir(t)
+	trig := filepath.Join(pgtest.TempDir(t), "walship.trigger")
+	primary := pgtest.New(t, pgtest.Options{
+		InitdbArgs: []string{"--wal-segsize=1"},
+		Conf: []string{
+			"archive_mode = on",
+			"archive_command = '" + bin + " push --archive " + arch + " %p %f'",
+		},
+	})
+	primary.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, pad text)")
+	seg := primary.SwitchWAL(t)
+	primary.WaitFor(t, "SELECT last_archived_wal FROM pg_stat_archiver", seg, 30*time.Second)
+
+	standby := pgtest.BaseBackup(t, primary, pgtest.Options{Conf: []string{
+		"restore_command = '" + bin + " wait --archive " + arch + " --trigger " + trig + " --poll 100ms %f %p %r'",
+		"recovery_end_command = 'rm -f " + trig + "'",
+		"hot_standby = on",
+	}})
+	standby.WriteFile(t, "recovery.signal", "")
+	standby.StartNoWait(t)
+	standby.WaitFor(t, "SELECT pg_is_in_recovery()", "t", 60*time.Second)
+
+	tail, tailLog := startTail(t, bin, primary, arch)
+
+	acks := make(chan []ack, 1)
+	go func() { acks <- writeLoad(primary.ConnString()) }()
+	time.Sleep(3 * time.Second)
+
+	// The primary's host dies: the server and the tail daemon at once.
+	killed := time.Now()
+	if err := tail.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	primary.Kill(t)
+	acked := <-acks
+	if len(acked) < 100 {
+		t.Fatalf("only %d commits acknowledged in 3 s: the load did not run", len(acked))
+	}
+
+	out, err := standby.Command(t, bin, "promote", "--trigger", trig).CombinedOutput()
+	if err != nil {
+		t.Fatalf("walship promote: %v\n%s", err, out)
+	}
+	standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", 60*time.Second)
+
+	present := ids(t, standby.ConnString())
+	lost, mustHave, lostSpan := 0, 0, time.Duration(0)
+	for _, a := range acked {
+		required := a.at.Before(killed.Add(-tailInterval - 300*time.Millisecond))
+		if required {
+			mustHave++
+		}
+		if present[a.id] {
+			continue
+		}
+		lost++
+		lostSpan = max(lostSpan, killed.Sub(a.at))
+		if required {
+			t.Errorf("row %d, acknowledged %v before the kill, is missing after the failover", a.id, killed.Sub(a.at))
+		}
+	}
+	t.Logf("%d commits acknowledged, %d of them more than %v before the kill; %d acknowledged commits lost, the oldest %v before the kill",
+		len(acked), mustHave, tailInterval+300*time.Millisecond, lost, lostSpan.Round(time.Millisecond))
+	if log := standby.LogTail(2000); !strings.Contains(log, "restored the tail of the segment") {
+		t.Errorf("the standby did not restore a tail; its log:\n%s", log)
+	}
+	if t.Failed() {
+		b, _ := os.ReadFile(tailLog)
+		t.Logf("walship tail log:\n%s", b)
+	}
+}
+
+// startTail starts walship tail as the cluster's user and stops it at the
+// end of the test; it returns the command and the path of its log.
+func startTail(t *testing.T, bin string, c *pgtest.Cluster, arch string) (*exec.Cmd, string) {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), "tail.log")
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := c.Command(t, bin, "tail", "--archive", arch, "--pgdata", c.DataDir, "--dsn", c.ConnString(),
+		"--interval", tailInterval.String(), "--log-every", "1s")
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	wait := func() { once.Do(func() { cmd.Wait(); logFile.Close() }) }
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGKILL)
+		wait()
+	})
+	return cmd, logPath
+}
+
+// writeLoad commits numbered rows one by one, with synchronous_commit on,
+// until the server goes away, and returns every commit acknowledged.
+func writeLoad(connString string) []ack {
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		return nil
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, "SET synchronous_commit = on"); err != nil {
+		return nil
+	}
+	var acked []ack
+	for id := 1; ; id++ {
+		if _, err := conn.Exec(ctx, "INSERT INTO t VALUES ($1, md5($1::text) || md5(($1 + 1)::text))", id); err != nil {
+			return acked
+		}
+		acked = append(acked, ack{id: id, at: time.Now()})
+	}
+}
+
+// ids returns the ids of the rows of t.
+func ids(t *testing.T, connString string) map[int]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, connString)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	rows, err := conn.Query(ctx, "SELECT id FROM t")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[int]bool{}
+	for rows.Next() {
+		var id int
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
+}

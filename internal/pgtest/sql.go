@@ -1,0 +1,115 @@
+package pgtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// queryTimeout bounds one statement of Exec or QueryValue.
+const queryTimeout = 60 * time.Second
+
+var errNoRows = errors.New("query returned no rows")
+
+// ConnString returns a connection string for the cluster's superuser and
+// database "postgres" over TCP.
+func (c *Cluster) ConnString() string {
+	return "host=127.0.0.1 port=" + strconv.Itoa(c.Port) + " user=postgres dbname=postgres sslmode=disable"
+}
+
+// Exec runs sql on a new connection. Without args, sql may hold several
+// statements separated by semicolons.
+func (c *Cluster) Exec(t testing.TB, sql string, args ...any) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.ConnString())
+	if err != nil {
+		t.Fatalf("connect to cluster %s: %v", c.DataDir, err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, sql, args...); err != nil {
+		t.Fatalf("exec %q: %v", sql, err)
+	}
+}
+
+// QueryValue runs sql on a new connection and returns the first column of
+// the first row in PostgreSQL's text form, as psql shows it ("t" for true,
+// "0/3000060" for an LSN), or "" for NULL. A query without rows fails the
+// test.
+func (c *Cluster) QueryValue(t testing.TB, sql string, args ...any) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	v, err := c.queryValue(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("query %q: %v", sql, err)
+	}
+	return v
+}
+
+func (c *Cluster) queryValue(ctx context.Context, sql string, args ...any) (string, error) {
+	conn, err := pgx.Connect(ctx, c.ConnString())
+	if err != nil {
+		return "", err
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, sql, append([]any{pgx.QueryResultFormats{pgx.TextFormatCode}}, args...)...)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return "", err
+		}
+		return "", errNoRows
+	}
+	raw := rows.RawValues()
+	if len(raw) == 0 {
+		return "", errors.New("query returned no columns")
+	}
+	v := string(raw[0])
+	rows.Close()
+	return v, rows.Err()
+}
+
+// SwitchWAL makes the server finish its current WAL segment and returns that
+// segment's name. It first commits a transaction with an xid, so there is
+// always something to switch away from.
+func (c *Cluster) SwitchWAL(t testing.TB) string {
+	t.Helper()
+	c.Exec(t, "SELECT pg_current_xact_id()")
+	// The switch returns the first byte after the finished segment; one byte
+	// back names the finished segment on every version, whatever
+	// pg_walfile_name does at a boundary.
+	return c.QueryValue(t, "SELECT pg_walfile_name(pg_switch_wal() - 1)")
+}
+
+// WaitFor runs sql until its value (as QueryValue returns it) equals want. A
+// failing query, or one without rows, counts as "not yet", so WaitFor also
+// waits for a server to accept connections. After timeout it fails the test
+// with the last value or error and the tail of the server log.
+func (c *Cluster) WaitFor(t testing.TB, sql, want string, timeout time.Duration) {
+	t.Helper()
+	var last string
+	err := poll(timeout, func() (bool, error) {
+		ctx, cancel := context.WithTimeout(context.Background(), min(timeout, 10*time.Second))
+		defer cancel()
+		v, err := c.queryValue(ctx, sql)
+		if err != nil {
+			last = "error: " + err.Error()
+			return false, nil
+		}
+		last = fmt.Sprintf("%q", v)
+		return v == want, nil
+	}, fmt.Sprintf("%q to return %q", sql, want))
+	if err != nil {
+		t.Fatalf("%v; last got %s\nserver log:\n%s", err, last, c.LogTail(failLogLines))
+	}
+}
