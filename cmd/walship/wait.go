@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -147,6 +149,10 @@ func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
 			return err
 		}
 		w.Trigger = ft
+	} else {
+		st := newSignalTrigger()
+		defer st.stop()
+		w.Trigger = st
 	}
 	if err := w.Wait(ctx, opts.Name, opts.Dest); err != nil {
 		return err
@@ -259,3 +265,47 @@ func (f *fileTrigger) Mode() trigger.Mode {
 func (f *fileTrigger) Consume() error { return trigger.Consume(f.path) }
 
 func (f *fileTrigger) Changed() <-chan struct{} { return f.changed }
+
+// signalTrigger is SIGUSR1 alone, pg_standby's fast failover, for a wait
+// without a trigger file.
+type signalTrigger struct {
+	sigs    chan os.Signal
+	changed chan struct{}
+	fast    atomic.Bool
+	done    chan struct{}
+}
+
+func newSignalTrigger() *signalTrigger {
+	t := &signalTrigger{sigs: make(chan os.Signal, 1), changed: make(chan struct{}, 1), done: make(chan struct{})}
+	signal.Notify(t.sigs, syscall.SIGUSR1)
+	go func() {
+		for {
+			select {
+			case <-t.sigs:
+				t.fast.Store(true)
+				select {
+				case t.changed <- struct{}{}:
+				default:
+				}
+			case <-t.done:
+				return
+			}
+		}
+	}()
+	return t
+}
+
+func (t *signalTrigger) stop() { signal.Stop(t.sigs); close(t.done) }
+
+func (t *signalTrigger) Mode() trigger.Mode {
+	if t.fast.Load() {
+		return trigger.Fast
+	}
+	return trigger.None
+}
+
+// Consume forgets the signal once a fast failover was answered, so a
+// segment asked for again is served.
+func (t *signalTrigger) Consume() error { t.fast.Store(false); return nil }
+
+func (t *signalTrigger) Changed() <-chan struct{} { return t.changed }

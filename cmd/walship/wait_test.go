@@ -2,10 +2,14 @@ package main
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/walship/walship/internal/pgtest"
 )
 
 // archiveWith pushes segment 3 (1 MiB, system 42) into a new archive and
@@ -110,5 +114,57 @@ func TestWaitFastTrigger(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(trig); strings.TrimSpace(string(b)) != "smart" {
 		t.Errorf("trigger after a fast failover holds %q, want smart", b)
+	}
+}
+
+// SIGUSR1 is pg_standby's fast failover, with or without a trigger file.
+func TestWaitSIGUSR1IsFastFailover(t *testing.T) {
+	bin := pgtest.Walship(t)
+	arch, _, _ := archiveWith(t)
+	for _, extra := range [][]string{nil, {"--trigger", filepath.Join(t.TempDir(), "trigger")}} {
+		args := append([]string{"wait", "--archive", arch}, extra...)
+		cmd := exec.Command(bin, append(args, "000000010000000000000009", filepath.Join(t.TempDir(), "RECOVERYXLOG"))...)
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case err := <-done:
+			t.Fatalf("wait %v returned before the signal: %v", extra, err)
+		case <-time.After(500 * time.Millisecond):
+		}
+		if err := cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case <-done:
+			if code := cmd.ProcessState.ExitCode(); code != exitFailed {
+				t.Errorf("wait %v after SIGUSR1: exit %d, want 1 (not found)", extra, code)
+			}
+		case <-time.After(5 * time.Second):
+			cmd.Process.Kill()
+			t.Fatalf("wait %v ignored SIGUSR1", extra)
+		}
+	}
+}
+
+// SIGTERM (PostgreSQL shutting down) kills wait by that signal, not with an
+// exit code PostgreSQL would read as "not found".
+func TestWaitDiesBySIGTERM(t *testing.T) {
+	bin := pgtest.Walship(t)
+	arch, _, _ := archiveWith(t)
+	cmd := exec.Command(bin, "wait", "--archive", arch, "000000010000000000000009", filepath.Join(t.TempDir(), "RECOVERYXLOG"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	err := cmd.Wait()
+	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if !ok || !ws.Signaled() || ws.Signal() != syscall.SIGTERM {
+		t.Errorf("wait after SIGTERM: %v, want killed by SIGTERM", err)
 	}
 }
