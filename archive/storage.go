@@ -50,7 +50,9 @@ type Storage interface {
 	List(ctx context.Context, dir string) ([]FileInfo, error)
 
 	// Remove deletes name. A missing file returns an error matching
-	// fs.ErrNotExist.
+	// fs.ErrNotExist. Remove also deletes an empty directory (the tail
+	// directory of a segment, once its increments are gone); a directory
+	// that still holds files is left as it is, and Remove returns an error.
 	Remove(ctx context.Context, name string) error
 
 	// String names the archive for log messages, without credentials.

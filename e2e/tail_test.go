@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -49,8 +50,13 @@ func TestTailFailoverLosesAtMostOneInterval(t *testing.T) {
 		"restore_command = '" + bin + " wait --archive " + arch + " --trigger " + trig + " --poll 100ms %f %p %r'",
 		"recovery_end_command = 'rm -f " + trig + "'",
 		"hot_standby = on",
+		// Read-ahead would block in the waiting restore_command and keep the
+		// standby from a consistent state until the next segment comes.
+		"recovery_prefetch = off",
 	}})
 	standby.WriteFile(t, "recovery.signal", "")
+	// The backup ends in a segment the primary has not archived yet.
+	primary.SwitchWAL(t)
 	standby.StartNoWait(t)
 	standby.WaitFor(t, "SELECT pg_is_in_recovery()", "t", 60*time.Second)
 
@@ -59,6 +65,19 @@ func TestTailFailoverLosesAtMostOneInterval(t *testing.T) {
 	acks := make(chan []ack, 1)
 	go func() { acks <- writeLoad(primary.ConnString()) }()
 	time.Sleep(3 * time.Second)
+	// Kill well inside a segment, so that the last one is not archived
+	// whole and the tail has had several intervals to ship its beginning.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		off, _ := strconv.Atoi(primary.QueryValue(t, "SELECT file_offset FROM pg_walfile_name_offset(pg_current_wal_flush_lsn())"))
+		if off >= 256<<10 && off <= 768<<10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the flush position stayed out of [256 KiB, 768 KiB] of its segment for 30 s (last offset %d)", off)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	// The primary's host dies: the server and the tail daemon at once.
 	killed := time.Now()
@@ -98,9 +117,20 @@ func TestTailFailoverLosesAtMostOneInterval(t *testing.T) {
 	if log := standby.LogTail(2000); !strings.Contains(log, "restored the tail of the segment") {
 		t.Errorf("the standby did not restore a tail; its log:\n%s", log)
 	}
+	// push removes the increments of every segment it archives whole.
+	dirs, _ := filepath.Glob(filepath.Join(arch, "wal", "*.tail"))
+	for _, d := range dirs {
+		seg := strings.TrimSuffix(filepath.Base(d), ".tail")
+		if _, err := os.Stat(filepath.Join(arch, "wal", seg+".zst")); err == nil {
+			files, _ := os.ReadDir(d)
+			t.Errorf("%s is archived whole, and its tail directory is left with %d files", seg, len(files))
+		}
+	}
+	b, _ := os.ReadFile(tailLog)
 	if t.Failed() {
-		b, _ := os.ReadFile(tailLog)
 		t.Logf("walship tail log:\n%s", b)
+	} else if lines := strings.Split(strings.TrimSpace(string(b)), "\n"); len(lines) > 0 {
+		t.Logf("walship tail, last log line: %s", lines[len(lines)-1])
 	}
 }
 
@@ -108,6 +138,9 @@ func TestTailFailoverLosesAtMostOneInterval(t *testing.T) {
 // end of the test; it returns the command and the path of its log.
 func startTail(t *testing.T, bin string, c *pgtest.Cluster, arch string) (*exec.Cmd, string) {
 	t.Helper()
+	if out, err := exec.Command(bin, "tail", "--help").CombinedOutput(); err != nil {
+		t.Fatalf("%s tail --help: %v\n%s\n(is tailCommand(g) listed in newApp's Commands in cmd/walship/main.go?)", bin, err, out)
+	}
 	logPath := filepath.Join(t.TempDir(), "tail.log")
 	logFile, err := os.Create(logPath)
 	if err != nil {
@@ -142,10 +175,14 @@ func writeLoad(connString string) []ack {
 	}
 	var acked []ack
 	for id := 1; ; id++ {
-		if _, err := conn.Exec(ctx, "INSERT INTO t VALUES ($1, md5($1::text) || md5(($1 + 1)::text))", id); err != nil {
+		if _, err := conn.Exec(ctx, "INSERT INTO t SELECT $1::int, md5($1::text) || md5(($1::int + 1)::text)", id); err != nil {
 			return acked
 		}
 		acked = append(acked, ack{id: id, at: time.Now()})
+		// A steady load of about 500 commits (100 kB of WAL) a second: a
+		// 1 MiB segment lasts seconds, far longer than the tail's interval,
+		// and two cores keep up with it.
+		time.Sleep(2 * time.Millisecond)
 	}
 }
 

@@ -42,8 +42,17 @@ type Pusher struct {
 //
 // Segments and .partial files must be whole (their size is the segment size
 // of their own page header) and belong to the archive's cluster; the first
-// segment pushed into an empty archive records its identity.
+// segment pushed into an empty archive records its identity. Once a segment
+// or .partial file is archived, the tail increments of its segment go.
 func (p *Pusher) Push(ctx context.Context, path, name string) error {
+	err := p.push(ctx, path, name)
+	if err == nil {
+		p.removeTail(ctx, name)
+	}
+	return err
+}
+
+func (p *Pusher) push(ctx context.Context, path, name string) error {
 	n, err := wal.ParseName(name)
 	if err != nil {
 		return err

@@ -281,6 +281,25 @@ func testRemove(t *testing.T, s archive.Storage) {
 	// A removed name can be Put again.
 	mustPut(t, s, "wal/a", []byte("again"))
 	checkContent(t, s, "wal/a", []byte("again"))
+
+	// A directory goes once it is empty, and not before.
+	mustPut(t, s, "wal/seg.tail/1", []byte("1"))
+	if err := s.Remove(ctx, "wal/seg.tail"); err == nil {
+		t.Errorf("Remove(%q) of a directory that holds a file: got nil, want an error", "wal/seg.tail")
+	}
+	checkContent(t, s, "wal/seg.tail/1", []byte("1"))
+	if err := s.Remove(ctx, "wal/seg.tail/1"); err != nil {
+		t.Fatalf("Remove(%q): got %v, want nil", "wal/seg.tail/1", err)
+	}
+	if err := s.Remove(ctx, "wal/seg.tail"); err != nil {
+		t.Errorf("Remove(%q) of an empty directory: got %v, want nil", "wal/seg.tail", err)
+	}
+	if err := s.Remove(ctx, "wal/seg.tail"); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("second Remove(%q) of a directory: got %v, want an error matching fs.ErrNotExist", "wal/seg.tail", err)
+	}
+	checkList(t, s, "wal", "a", "b")
+	mustPut(t, s, "wal/seg.tail/2", []byte("2"))
+	checkList(t, s, "wal/seg.tail", "2")
 }
 
 // invalidNames are names every method must refuse before touching the

@@ -158,6 +158,7 @@ Exit codes: 0 done; 1 failed or not found (PostgreSQL retries); 2 usage error;
 			pushCommand(g),
 			waitCommand(g),
 			promoteCommand(g),
+			tailCommand(g),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes
 		OnUsageError:   onUsageError,

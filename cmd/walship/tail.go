@@ -38,8 +38,8 @@ dies, walship wait on a smart trigger restores that tail after the last whole
 segment, so the promoted standby loses at most about one interval of commits
 instead of up to a whole segment (or archive_timeout).
 
-Run it as the user PostgreSQL runs as (it reads pg_wal), for example from
-contrib/systemd, next to the primary's archive_command:
+Run it as the user PostgreSQL runs as (it reads pg_wal), as a service next to
+the primary (a systemd unit, say), with the primary's archive_command:
    walship tail --archive /srv/walship/main --pgdata /var/lib/postgresql/15/main
 
 It ships only up to the flush position, never beyond: bytes past it may be
@@ -48,10 +48,11 @@ a new segment, the rest of the previous one is shipped first. push removes a
 segment's increments once the segment is archived whole. A restarted tail
 continues where the archive's increments end; a server or archive that fails
 is retried with backoff, skipping no byte. It logs its lag every --log-every.
-On a standby it waits for the promotion. SIGTERM or SIGINT stop it.
+On a standby it waits for the promotion. SIGTERM or SIGINT stop it cleanly:
+it logs what it shipped and dies by that signal (which systemd counts as a
+clean stop).
 
-Exit codes: 0 stopped by SIGTERM or SIGINT; 1 the archive belongs to another
-cluster; 2 usage error.`,
+Exit codes: 1 the archive belongs to another cluster; 2 usage error.`,
 		Flags: []cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
