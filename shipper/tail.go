@@ -252,11 +252,11 @@ func (t *Tail) resume(ctx context.Context, pos Position) error {
 	target := wal.SegmentOf(pos.LSN, size)
 	if target > 0 {
 		prev := wal.SegmentName(pos.TLI, target-1, size)
-		rs, err := listTail(ctx, t.Storage, prev)
+		rs, err := archive.ListIncrements(ctx, t.Storage, prev)
 		if err != nil {
 			return fmt.Errorf("list tail of %s: %w", prev, err)
 		}
-		if len(rs) > 0 && contiguousEnd(rs) < size {
+		if len(rs) > 0 && archive.ContiguousEnd(rs) < size {
 			if _, _, err := archive.StatWAL(ctx, t.Storage, prev); archive.IsNotExist(err) {
 				return t.begin(ctx, pos.TLI, target-1, size)
 			} else if err != nil {
@@ -271,12 +271,12 @@ func (t *Tail) resume(ctx context.Context, pos Position) error {
 // where its increments in the archive end.
 func (t *Tail) begin(ctx context.Context, tli wal.TimeLine, segno wal.SegNo, size int64) error {
 	name := wal.SegmentName(tli, segno, size)
-	rs, err := listTail(ctx, t.Storage, name)
+	rs, err := archive.ListIncrements(ctx, t.Storage, name)
 	if err != nil {
 		return fmt.Errorf("list tail of %s: %w", name, err)
 	}
 	t.closeSegment()
-	t.cur = &tailSegment{name: name, tli: tli, segno: segno, size: size, shipped: contiguousEnd(rs)}
+	t.cur = &tailSegment{name: name, tli: tli, segno: segno, size: size, shipped: archive.ContiguousEnd(rs)}
 	if t.cur.shipped > 0 {
 		t.logger().Debug("continuing the tail the archive holds", "segment", name, "offset", t.cur.shipped)
 	}
@@ -330,11 +330,11 @@ func (t *Tail) ship(ctx context.Context, upto int64) error {
 		if archive.IsExist(err) {
 			// Stored by an earlier attempt whose reply was lost, or by
 			// another tail: trust the archive.
-			rs, lerr := listTail(ctx, t.Storage, s.name)
+			rs, lerr := archive.ListIncrements(ctx, t.Storage, s.name)
 			if lerr != nil {
 				return lerr
 			}
-			if end := contiguousEnd(rs); end > s.shipped {
+			if end := archive.ContiguousEnd(rs); end > s.shipped {
 				s.shipped = end
 				continue
 			}
@@ -435,7 +435,7 @@ func (t *Tail) put(ctx context.Context, segment string, start, end int64, data [
 		t.out = t.enc.EncodeAll(data, t.out[:0])
 		data = t.out
 	}
-	name := TailDir(segment) + "/" + tailName(start, end, t.Compression)
+	name := TailDir(segment) + "/" + archive.IncrementName(start, end, t.Compression)
 	return int64(len(data)), t.Storage.Put(ctx, name, bytes.NewReader(data))
 }
 

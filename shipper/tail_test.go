@@ -186,13 +186,13 @@ func step(t *testing.T, tl *Tail) {
 // ranges lists the increments of a segment as "start-end".
 func ranges(t *testing.T, st archive.Storage, segment string) []string {
 	t.Helper()
-	rs, err := listTail(context.Background(), st, segment)
+	rs, err := archive.ListIncrements(context.Background(), st, segment)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for _, r := range rs {
-		out = append(out, fmt.Sprintf("%X-%X", r.start, r.end))
+		out = append(out, fmt.Sprintf("%X-%X", r.Start, r.End))
 	}
 	return out
 }
@@ -201,22 +201,22 @@ func ranges(t *testing.T, st archive.Storage, segment string) []string {
 // they are contiguous from 0 and do not overlap.
 func assembled(t *testing.T, st archive.Storage, segment string) []byte {
 	t.Helper()
-	rs, err := listTail(context.Background(), st, segment)
+	rs, err := archive.ListIncrements(context.Background(), st, segment)
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []byte
 	for _, r := range rs {
-		if r.start != int64(len(out)) {
-			t.Fatalf("%s: increment %s starts at %X, want %X (ranges %v)", segment, r.name, r.start, len(out),
+		if r.Start != int64(len(out)) {
+			t.Fatalf("%s: increment %s starts at %X, want %X (ranges %v)", segment, r.Name, r.Start, len(out),
 				ranges(t, st, segment))
 		}
-		rc, err := st.Open(context.Background(), TailDir(segment)+"/"+r.name)
+		rc, err := st.Open(context.Background(), TailDir(segment)+"/"+r.Name)
 		if err != nil {
 			t.Fatal(err)
 		}
 		var rd io.Reader = rc
-		if strings.HasSuffix(r.name, ".zst") {
+		if strings.HasSuffix(r.Name, ".zst") {
 			d, err := archive.Decompress(rc)
 			if err != nil {
 				t.Fatal(err)
@@ -227,10 +227,10 @@ func assembled(t *testing.T, st archive.Storage, segment string) []byte {
 		b, err := io.ReadAll(rd)
 		rc.Close()
 		if err != nil {
-			t.Fatalf("%s: %v", r.name, err)
+			t.Fatalf("%s: %v", r.Name, err)
 		}
-		if int64(len(b)) != r.end-r.start {
-			t.Fatalf("%s holds %d bytes", r.name, len(b))
+		if int64(len(b)) != r.End-r.Start {
+			t.Fatalf("%s holds %d bytes", r.Name, len(b))
 		}
 		out = append(out, b...)
 	}
@@ -553,25 +553,25 @@ func TestParseTailName(t *testing.T) {
 		{"+0000000-00001000", false, 0, 0},
 		{"", false, 0, 0},
 	} {
-		r, ok := parseTailName(tc.name)
-		if ok != tc.ok || (ok && (r.start != tc.start || r.end != tc.end)) {
-			t.Errorf("parseTailName(%q) = %+v, %v; want %X-%X, %v", tc.name, r, ok, tc.start, tc.end, tc.ok)
+		r, ok := archive.ParseIncrement(tc.name)
+		if ok != tc.ok || (ok && (r.Start != tc.start || r.End != tc.end)) {
+			t.Errorf("archive.ParseIncrement(%q) = %+v, %v; want %X-%X, %v", tc.name, r, ok, tc.start, tc.end, tc.ok)
 		}
-		if ok && tailName(r.start, r.end, archive.None) != strings.TrimSuffix(tc.name, ".zst") {
+		if ok && archive.IncrementName(r.Start, r.End, archive.None) != strings.TrimSuffix(tc.name, ".zst") {
 			t.Errorf("tailName does not round-trip %q", tc.name)
 		}
 	}
 	for _, tc := range []struct {
-		rs   []tailRange
+		rs   []archive.Increment
 		want int64
 	}{
 		{nil, 0},
-		{[]tailRange{{start: 10, end: 20}}, 0},
-		{[]tailRange{{start: 0, end: 10}, {start: 10, end: 20}, {start: 30, end: 40}}, 20},
-		{[]tailRange{{start: 0, end: 10}, {start: 5, end: 30}, {start: 8, end: 12}, {start: 30, end: 31}}, 31},
+		{[]archive.Increment{{Start: 10, End: 20}}, 0},
+		{[]archive.Increment{{Start: 0, End: 10}, {Start: 10, End: 20}, {Start: 30, End: 40}}, 20},
+		{[]archive.Increment{{Start: 0, End: 10}, {Start: 5, End: 30}, {Start: 8, End: 12}, {Start: 30, End: 31}}, 31},
 	} {
-		if got := contiguousEnd(tc.rs); got != tc.want {
-			t.Errorf("contiguousEnd(%v) = %d, want %d", tc.rs, got, tc.want)
+		if got := archive.ContiguousEnd(tc.rs); got != tc.want {
+			t.Errorf("archive.ContiguousEnd(%v) = %d, want %d", tc.rs, got, tc.want)
 		}
 	}
 }

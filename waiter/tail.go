@@ -9,8 +9,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,55 +25,6 @@ import (
 // pageHeaderSize is the size of XLogPageHeaderData, the short header that
 // opens every page of a segment but the first.
 const pageHeaderSize = 24
-
-// increment is one tail increment as its name describes it.
-type increment struct {
-	name       string
-	start, end int64
-}
-
-func tailDir(segment string) string { return archive.WALDir + "/" + segment + ".tail" }
-
-func parseIncrement(name string) (increment, bool) {
-	base := strings.TrimSuffix(name, archive.Zstd.Suffix())
-	if len(base) != 17 || base[8] != '-' || strings.ToUpper(base) != base {
-		return increment{}, false
-	}
-	start, err1 := strconv.ParseUint(base[:8], 16, 32)
-	end, err2 := strconv.ParseUint(base[9:], 16, 32)
-	if err1 != nil || err2 != nil || start >= end || end > wal.MaxSegmentSize {
-		return increment{}, false
-	}
-	return increment{name: name, start: int64(start), end: int64(end)}, true
-}
-
-// listIncrements returns the increments of segment sorted by start.
-func listIncrements(ctx context.Context, st archive.Storage, segment string) ([]increment, error) {
-	fis, err := st.List(ctx, tailDir(segment))
-	if err != nil {
-		return nil, err
-	}
-	var incs []increment
-	for _, fi := range fis {
-		if inc, ok := parseIncrement(fi.Name); ok {
-			incs = append(incs, inc)
-		}
-	}
-	slices.SortFunc(incs, func(a, b increment) int { return int(a.start - b.start) })
-	return incs, nil
-}
-
-// covered returns where the prefix incs cover from offset 0 ends.
-func covered(incs []increment) int64 {
-	var end int64
-	for _, inc := range incs {
-		if inc.start > end {
-			break
-		}
-		end = max(end, inc.end)
-	}
-	return end
-}
 
 // restoreTail is the last step of a smart failover: the segment n is not
 // archived whole, and walship tail may have shipped its beginning. It
@@ -123,7 +72,7 @@ func (w *Waiter) restoreTail(ctx context.Context, n wal.Name, dest string, log *
 // the prefix and the segment size.
 func assembleTail(ctx context.Context, st archive.Storage, n wal.Name, dest string, exp Expect, log *slog.Logger) (int64, int64, error) {
 	name := n.String()
-	incs, err := listIncrements(ctx, st, name)
+	incs, err := archive.ListIncrements(ctx, st, name)
 	if err != nil {
 		return 0, 0, fmt.Errorf("list the tail of %s: %w", name, err)
 	}
@@ -147,25 +96,25 @@ func assembleTail(ctx context.Context, st archive.Storage, n wal.Name, dest stri
 	}
 	var pos int64
 	for _, inc := range incs {
-		if inc.start > pos || inc.end > limit {
+		if inc.Start > pos || inc.End > limit {
 			break // a gap: only the prefix before it is WAL we can trust
 		}
-		if inc.end <= pos {
+		if inc.End <= pos {
 			continue
 		}
 		data, err := readIncrement(ctx, st, name, inc)
 		if errors.Is(err, archive.ErrCorrupt) {
 			log.Error("a tail increment is damaged: the tail ends before it", "segment", name,
-				"increment", inc.name, "err", err)
+				"increment", inc.Name, "err", err)
 			break
 		}
 		if err != nil {
 			return 0, 0, err
 		}
-		if _, err := tmp.WriteAt(data[pos-inc.start:], pos); err != nil {
+		if _, err := tmp.WriteAt(data[pos-inc.Start:], pos); err != nil {
 			return 0, 0, fmt.Errorf("restore the tail of %s: %w", name, err)
 		}
-		pos = inc.end
+		pos = inc.End
 	}
 	if pos < wal.LongHeaderSize {
 		log.Info("the tail of the segment is too short to hold its page header", "segment", name, "bytes", pos)
@@ -215,14 +164,14 @@ func assembleTail(ctx context.Context, st archive.Storage, n wal.Name, dest stri
 
 // readIncrement reads one increment whole and checks that it holds as many
 // bytes as its name says.
-func readIncrement(ctx context.Context, st archive.Storage, segment string, inc increment) ([]byte, error) {
-	rc, err := st.Open(ctx, tailDir(segment)+"/"+inc.name)
+func readIncrement(ctx context.Context, st archive.Storage, segment string, inc archive.Increment) ([]byte, error) {
+	rc, err := st.Open(ctx, archive.TailDir(segment)+"/"+inc.Name)
 	if err != nil {
 		return nil, fmt.Errorf("open the tail of %s: %w", segment, err)
 	}
 	defer rc.Close()
 	var r io.Reader = rc
-	if strings.HasSuffix(inc.name, archive.Zstd.Suffix()) {
+	if strings.HasSuffix(inc.Name, archive.Zstd.Suffix()) {
 		d, err := archive.Decompress(rc)
 		if err != nil {
 			return nil, err
@@ -230,13 +179,13 @@ func readIncrement(ctx context.Context, st archive.Storage, segment string, inc 
 		defer d.Close()
 		r = d
 	}
-	want := inc.end - inc.start
+	want := inc.End - inc.Start
 	data, err := io.ReadAll(io.LimitReader(r, want+1))
 	if err != nil {
 		return nil, fmt.Errorf("read the tail of %s: %w", segment, err)
 	}
 	if int64(len(data)) != want {
-		return nil, fmt.Errorf("%w: %s holds %d bytes, its name says %d", archive.ErrCorrupt, inc.name, len(data), want)
+		return nil, fmt.Errorf("%w: %s holds %d bytes, its name says %d", archive.ErrCorrupt, inc.Name, len(data), want)
 	}
 	return data, nil
 }
@@ -281,12 +230,12 @@ func previousWhole(ctx context.Context, st archive.Storage, n wal.Name, size int
 	if !archive.IsNotExist(err) {
 		return err
 	}
-	incs, err := listIncrements(ctx, st, prev)
+	incs, err := archive.ListIncrements(ctx, st, prev)
 	if err != nil {
 		return err
 	}
-	if len(incs) > 0 && covered(incs) < size {
-		return fmt.Errorf("%s: %w (the tail of %s before it ends at %d bytes)", n, ErrNotFound, prev, covered(incs))
+	if len(incs) > 0 && archive.ContiguousEnd(incs) < size {
+		return fmt.Errorf("%s: %w (the tail of %s before it ends at %d bytes)", n, ErrNotFound, prev, archive.ContiguousEnd(incs))
 	}
 	return nil
 }

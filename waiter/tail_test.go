@@ -41,7 +41,7 @@ func (e *env) putInc(name string, seg []byte, start, end int, c archive.Compress
 		defer zr.Close()
 		r = zr
 	}
-	p := fmt.Sprintf("%s/%08X-%08X%s", tailDir(name), start, end, c.Suffix())
+	p := fmt.Sprintf("%s/%08X-%08X%s", archive.TailDir(name), start, end, c.Suffix())
 	if err := e.st.Put(context.Background(), p, r); err != nil {
 		e.t.Fatal(err)
 	}
@@ -166,7 +166,7 @@ func TestAssembleTailDamagedIncrement(t *testing.T) {
 				zr.Close()
 				b = bad.Bytes()
 			}
-			if err := e.st.Put(context.Background(), tailDir(name(20))+"/00002710-00004E20.zst", bytes.NewReader(b)); err != nil {
+			if err := e.st.Put(context.Background(), archive.TailDir(name(20))+"/00002710-00004E20.zst", bytes.NewReader(b)); err != nil {
 				t.Fatal(err)
 			}
 			e.putInc(name(20), seg, 20000, 30000, archive.Zstd)
