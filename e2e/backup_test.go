@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/wal"
 )
 
 // backupSetup is a primary archiving into arch with walship push, with 1 MiB
@@ -57,7 +58,22 @@ type backupMeta struct {
 	ID       string `json:"id"`
 	StartLSN string `json:"start_lsn"`
 	StopLSN  string `json:"stop_lsn"`
+	StartWAL string `json:"start_wal"`
 	StopWAL  string `json:"stop_wal"`
+}
+
+// segmentBefore returns the name of the segment before name.
+func segmentBefore(t *testing.T, name string) string {
+	t.Helper()
+	n, err := wal.ParseName(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seg, err := n.SegNo(1 << 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return wal.SegmentName(n.TLI, seg-1, 1<<20)
 }
 
 // backup takes a backup of c with walship backup --json.
@@ -92,11 +108,17 @@ func (s *backupSetup) archiveAll(t *testing.T) {
 // reads.
 func (s *backupSetup) restore(t *testing.T, args ...string) *pgtest.Cluster {
 	t.Helper()
-	c := pgtest.Adopt(t, pgtest.Options{Conf: []string{"archive_mode = off"}}, func(dir string) {
-		s.walship(t, append([]string{"restore", "--archive", s.arch, "--pgdata", dir}, args...)...)
-	})
+	c := s.restoreStopped(t, args...)
 	c.Start(t)
 	return c
+}
+
+// restoreStopped is restore without starting the cluster.
+func (s *backupSetup) restoreStopped(t *testing.T, args ...string) *pgtest.Cluster {
+	t.Helper()
+	return pgtest.Adopt(t, pgtest.Options{Conf: []string{"archive_mode = off"}}, func(dir string) {
+		s.walship(t, append([]string{"restore", "--archive", s.arch, "--pgdata", dir}, args...)...)
+	})
 }
 
 // rows lists the ids in table t, in order.
@@ -138,16 +160,22 @@ func TestBackupPITR(t *testing.T) {
 		{"lsn", []string{"--target-lsn", lsns[3]}, "0,1,2,3,4"},
 		{"name", []string{"--target-name", "after_1"}, "0,1"},
 		{"all", nil, "0,1,2,3,4,5"},
+		{"prefetch", []string{"--prefetch", "3"}, "0,1,2,3,4,5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			args := tc.args
-			if args != nil {
+			if len(args) > 0 && strings.HasPrefix(args[0], "--target-") {
 				args = append(args, "--target-action", "promote")
 			}
 			c := s.restore(t, args...)
 			c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
 			if got := rows(t, c); got != tc.want {
 				t.Errorf("restored to %v: rows %q, want %q", tc.args, got, tc.want)
+			}
+			if tc.name == "prefetch" {
+				if _, err := os.Stat(c.DataDir + "/pg_wal/walship-spool"); err != nil {
+					t.Errorf("no prefetch spool: %v", err)
+				}
 			}
 			if tc.name == "all" {
 				// Recovery reached the end of the archive, past the backup.
@@ -243,5 +271,193 @@ func TestBackupInterrupted(t *testing.T) {
 	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
 	if got := rows(t, c); got != "1,2" {
 		t.Errorf("restored rows %q, want 1,2", got)
+	}
+}
+
+// verify passes on a healthy archive and names a missing segment; expire
+// keeps the newest backup and the WAL it needs.
+func TestBackupVerifyExpire(t *testing.T) {
+	s := newBackupSetup(t)
+	p := s.primary
+	p.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	first := s.backup(t, p)
+	for i := 1; i <= 3; i++ {
+		p.Exec(t, fmt.Sprintf("INSERT INTO t VALUES (%d)", i))
+		s.archiveAll(t)
+	}
+	second := s.backup(t, p)
+	p.Exec(t, "INSERT INTO t VALUES (4)")
+	s.archiveAll(t)
+
+	out := s.walship(t, "verify", "--archive", s.arch)
+	if !strings.Contains(out, " 0 problems") {
+		t.Errorf("verify of a healthy archive:\n%s", out)
+	}
+
+	// A segment between the two backups goes missing: only the first
+	// backup's chain breaks.
+	gap := segmentBefore(t, second.StartWAL)
+	gone := s.arch + "/wal/" + gap + ".zst"
+	if err := os.Remove(gone); err != nil {
+		t.Fatal(err)
+	}
+	out, err := s.walshipErr("verify", "--archive", s.arch)
+	if err == nil || !strings.Contains(out, gap) || !strings.Contains(out, first.ID) ||
+		strings.Contains(out, "backup "+second.ID) {
+		t.Errorf("verify with %s missing: %v, want exit 1 naming the segment and backup %s only:\n%s", gone, err, first.ID, out)
+	}
+	info := s.walship(t, "info", "--archive", s.arch)
+	t.Logf("verify:\n%s\ninfo:\n%s", out, info)
+	if !strings.Contains(info, "  "+gap+"\n") {
+		t.Errorf("info does not show the gap at %s:\n%s", gap, info)
+	}
+
+	out = s.walship(t, "expire", "--archive", s.arch, "--keep", "1")
+	if !strings.Contains(out, "removed 1 backups") {
+		t.Errorf("expire --keep 1: %s", out)
+	}
+	out = s.walship(t, "verify", "--archive", s.arch)
+	if !strings.Contains(out, " 0 problems") {
+		t.Errorf("verify after expire:\n%s", out)
+	}
+	c := s.restore(t)
+	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	if got := rows(t, c); got != "1,2,3,4" {
+		t.Errorf("restored rows %q, want 1,2,3,4", got)
+	}
+}
+
+// streamingStandby makes a streaming standby of the setup's primary, with
+// the same archive settings (it archives once promoted), and starts it.
+func (s *backupSetup) streamingStandby(t *testing.T) *pgtest.Cluster {
+	t.Helper()
+	c := pgtest.BaseBackup(t, s.primary, pgtest.Options{Conf: []string{
+		"primary_conninfo = '" + s.primary.ConnString() + "'",
+	}})
+	c.WriteFile(t, "standby.signal", "")
+	c.Start(t)
+	return c
+}
+
+// A backup taken from a standby restores and runs. Nothing switches WAL on
+// a standby: walship backup waits until the primary archives the segment
+// holding the stop position.
+func TestBackupFromStandby(t *testing.T) {
+	s := newBackupSetup(t)
+	p := s.primary
+	p.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO t VALUES (1)")
+	sb := s.streamingStandby(t)
+	lsn := p.QueryValue(t, "SELECT pg_current_wal_lsn()")
+	sb.WaitFor(t, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'", "t", time.Minute)
+
+	cmd := exec.Command(s.bin, "backup", "--archive", s.arch, "--dsn", sb.ConnString(), "--json", "--wal-timeout", "2m")
+	var out, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// The primary switches WAL now and then, as archive_timeout would.
+	for waiting := true; waiting; {
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("walship backup from the standby: %v\n%s", err, stderr.String())
+			}
+			waiting = false
+		case <-time.After(300 * time.Millisecond):
+			p.Exec(t, "SELECT pg_switch_wal()")
+		}
+	}
+	var m struct {
+		FromStandby bool   `json:"from_standby"`
+		StopLSN     string `json:"stop_lsn"`
+	}
+	if err := json.Unmarshal([]byte(out.String()), &m); err != nil || !m.FromStandby {
+		t.Errorf("backup.json from the standby: %s (%v); want from_standby true", out.String(), err)
+	}
+	p.Exec(t, "INSERT INTO t VALUES (2)")
+	s.archiveAll(t)
+
+	c := s.restore(t)
+	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	if got := rows(t, c); got != "1,2" {
+		t.Errorf("restored rows %q, want 1,2", got)
+	}
+}
+
+// A restore follows the archive across a timeline switch: a backup of
+// timeline 1 recovers to the newest timeline, which a promoted standby
+// started, and verify checks the chain across the switch.
+func TestBackupAcrossTimelines(t *testing.T) {
+	s := newBackupSetup(t)
+	p := s.primary
+	p.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO t VALUES (1)")
+	s.backup(t, p)
+	sb := s.streamingStandby(t)
+	p.Exec(t, "INSERT INTO t VALUES (2)")
+	lsn := p.QueryValue(t, "SELECT pg_current_wal_lsn()")
+	sb.WaitFor(t, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'", "t", time.Minute)
+	s.archiveAll(t)
+	p.Stop(t)
+
+	// The standby becomes the new primary on timeline 2, archiving into the
+	// same archive.
+	sb.Exec(t, "SELECT pg_promote()")
+	sb.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	sb.Exec(t, "INSERT INTO t VALUES (3)")
+	seg := sb.SwitchWAL(t)
+	sb.WaitFor(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", time.Minute)
+	if !strings.HasPrefix(seg, "00000002") {
+		t.Fatalf("the promoted standby archived %s, want timeline 2", seg)
+	}
+
+	c := s.restore(t)
+	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	if got := rows(t, c); got != "1,2,3" {
+		t.Errorf("restored rows %q, want 1,2,3", got)
+	}
+	if seg := c.QueryValue(t, "SELECT pg_walfile_name(pg_current_wal_lsn())"); seg < "00000003" {
+		t.Errorf("restored cluster writes %s, want a timeline after 2", seg)
+	}
+	out := s.walship(t, "verify", "--archive", s.arch)
+	if !strings.Contains(out, " 0 problems") {
+		t.Errorf("verify across timelines:\n%s", out)
+	}
+}
+
+// restore --standby builds a pg_standby-mode standby: it follows the
+// archive with walship wait until the trigger file appears, then promotes.
+func TestBackupRestoreStandby(t *testing.T) {
+	s := newBackupSetup(t)
+	p := s.primary
+	p.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO t VALUES (1)")
+	s.backup(t, p)
+	trig := pgtest.TempDir(t) + "/walship.trigger"
+	c := s.restoreStopped(t, "--standby", "--trigger", trig)
+	// The standby is consistent only once it has read past the backup's
+	// last segment, which the primary has still to fill.
+	c.StartNoWait(t)
+	p.Exec(t, "INSERT INTO t VALUES (2)")
+	s.archiveAll(t)
+	c.WaitFor(t, "SELECT count(*) FROM t", "2", time.Minute)
+	if got := c.QueryValue(t, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("the standby is not in recovery")
+	}
+	p.Exec(t, "INSERT INTO t VALUES (3)")
+	s.archiveAll(t)
+	c.WaitFor(t, "SELECT count(*) FROM t", "3", time.Minute)
+
+	s.walship(t, "promote", "--trigger", trig)
+	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	if got := rows(t, c); got != "1,2,3" {
+		t.Errorf("promoted standby rows %q, want 1,2,3", got)
+	}
+	if _, err := os.Stat(trig); !os.IsNotExist(err) {
+		t.Errorf("recovery_end_command left the trigger file: %v", err)
 	}
 }

@@ -19,6 +19,7 @@ import (
 // backupOptions are the settings of walship backup.
 type backupOptions struct {
 	Archive        string
+	SSH            sshOptions
 	DSN            string
 	Label          string
 	FastCheckpoint bool
@@ -57,7 +58,7 @@ Progress goes to stderr when it is a terminal; a summary to stdout, as JSON
 with --json.
 
 Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "dsn", EnvVars: []string{"WALSHIP_DSN"},
 				Usage: "connection string of the server to back up (libpq form or URL); PG* variables fill in the rest"},
@@ -67,13 +68,14 @@ Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
 			&cli.DurationFlag{Name: "wal-timeout", Value: backup.DefaultWALTimeout,
 				Usage: "how long to wait for the WAL the backup needs to be archived"},
 			&cli.BoolFlag{Name: "json", Usage: "print the backup's description as JSON"},
-		},
+		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return usagef("backup takes no arguments; got %d", c.NArg())
 			}
 			return runBackup(c.Context, g, backupOptions{
 				Archive:        c.String("archive"),
+				SSH:            sshOptionsFrom(c, g.logger),
 				DSN:            c.String("dsn"),
 				Label:          c.String("label"),
 				FastCheckpoint: c.Bool("fast-checkpoint"),
@@ -93,7 +95,7 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 	if opts.WALTimeout < 0 {
 		return usagef("--wal-timeout must not be negative")
 	}
-	st, err := openArchive(ctx, opts.Archive)
+	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
 	}

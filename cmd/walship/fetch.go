@@ -12,7 +12,6 @@ import (
 
 	"github.com/urfave/cli/v2"
 
-	"github.com/walship/walship/backup"
 	"github.com/walship/walship/waiter"
 	"github.com/walship/walship/wal"
 )
@@ -20,6 +19,7 @@ import (
 // fetchOptions are the settings of walship fetch.
 type fetchOptions struct {
 	Archive  string
+	SSH      sshOptions
 	Prefetch int
 	RetryFor time.Duration
 	PGData   string
@@ -59,17 +59,17 @@ the server needs.
 
 Exit codes: 0 restored; 1 not found; 250 stop recovery: corrupt or foreign
 WAL, an unreachable archive in point-in-time recovery, or a usage error.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.IntFlag{Name: "prefetch", EnvVars: []string{"WALSHIP_PREFETCH"},
 				Usage: "download this many following segments in the background"},
-			&cli.DurationFlag{Name: "retry-for", Value: backup.DefaultRetryFor,
+			&cli.DurationFlag{Name: "retry-for", Value: waiter.DefaultRetryFor,
 				Usage: "how long to retry an archive that cannot be read"},
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
 				Usage: "the data directory (default: the current directory, where PostgreSQL runs restore_command)"},
 			&cli.StringFlag{Name: "prefetch-after", Hidden: true,
 				Usage: "internal: run as the prefetcher of the segments after this one"},
-		},
+		}, sshFlags()...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			// Exit 2 would read as "not found" and end recovery.
 			return abortError{usageError{err}}
@@ -77,6 +77,7 @@ WAL, an unreachable archive in point-in-time recovery, or a usage error.`,
 		Action: func(c *cli.Context) error {
 			opts := fetchOptions{
 				Archive:   c.String("archive"),
+				SSH:       sshOptionsFrom(c, g.logger),
 				Prefetch:  c.Int("prefetch"),
 				RetryFor:  c.Duration("retry-for"),
 				PGData:    c.String("pgdata"),
@@ -92,7 +93,7 @@ WAL, an unreachable archive in point-in-time recovery, or a usage error.`,
 			switch {
 			case err == nil, errors.Is(err, waiter.ErrNotFound), c.Context.Err() != nil:
 				return err
-			case errors.Is(err, backup.ErrUnavailable) && standbySignal(opts.PGData):
+			case errors.Is(err, waiter.ErrUnavailable) && standbySignal(opts.PGData):
 				return err // the server retries; exit 1 ends nothing
 			default:
 				return abortError{err}
@@ -113,7 +114,7 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 	if opts.Prefetch < 0 {
 		return usagef("--prefetch must not be negative")
 	}
-	st, err := openArchive(ctx, opts.Archive)
+	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
 	}
@@ -126,7 +127,7 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 	if pgdata == "" {
 		pgdata = "."
 	}
-	spool := &backup.Spool{Dir: filepath.Join(pgdata, backup.DefaultSpoolDir)}
+	spool := &waiter.Spool{Dir: filepath.Join(pgdata, waiter.DefaultSpoolDir)}
 
 	if opts.FillAfter != "" {
 		if exp.SegmentSize == 0 {
@@ -139,7 +140,7 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 		return err
 	}
 
-	f := &backup.Fetcher{Storage: st, Expect: exp, Logger: logger, RetryFor: opts.RetryFor}
+	f := &waiter.Fetcher{Storage: st, Expect: exp, Logger: logger, RetryFor: opts.RetryFor}
 	if opts.Prefetch > 0 {
 		f.Spool = spool
 	}
@@ -159,6 +160,7 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 	}
 	args := []string{"fetch", "--archive", opts.Archive, "--prefetch", strconv.Itoa(opts.Prefetch),
 		"--pgdata", pgdata, "--prefetch-after", opts.Name}
+	args = append(args, sshArgs(opts.SSH)...)
 	if err := spawn(args); err != nil {
 		logger.Warn("cannot start the prefetcher", "err", err)
 	}

@@ -159,6 +159,12 @@ Exit codes: 0 done; 1 failed or not found (PostgreSQL retries); 2 usage error;
 			waitCommand(g),
 			promoteCommand(g),
 			tailCommand(g),
+			backupCommand(g),
+			restoreCommand(g),
+			fetchCommand(g),
+			infoCommand(g),
+			verifyCommand(g),
+			expireCommand(g),
 		},
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes
 		OnUsageError:   onUsageError,

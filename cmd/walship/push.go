@@ -14,6 +14,7 @@ import (
 // pushOptions are the settings of walship push.
 type pushOptions struct {
 	Archive  string
+	SSH      sshOptions
 	Compress string
 	Path     string // %p: the file to ship, relative to the data directory
 	Name     string // %f: its WAL file name
@@ -39,17 +40,18 @@ server re-archives after a crash); different content under an existing name
 fails and leaves the archived file untouched.
 
 Exit codes: 0 archived; 1 failed (PostgreSQL retries later); 2 usage error.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "compress", Value: "zstd", EnvVars: []string{"WALSHIP_COMPRESS"},
 				Usage: "zstd (with checksum) or none"},
-		},
+		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
 				return usagef("push takes 2 arguments, %%p and %%f; got %d", c.NArg())
 			}
 			return runPush(c.Context, g.logger, pushOptions{
 				Archive:  c.String("archive"),
+				SSH:      sshOptionsFrom(c, g.logger),
 				Compress: c.String("compress"),
 				Path:     c.Args().Get(0),
 				Name:     c.Args().Get(1),
@@ -63,7 +65,7 @@ func runPush(ctx context.Context, logger *slog.Logger, opts pushOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	st, err := openArchive(ctx, opts.Archive)
+	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
 	}

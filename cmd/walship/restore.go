@@ -9,12 +9,14 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/walship/walship/archive/sftp"
 	"github.com/walship/walship/backup"
 )
 
 // restoreOptions are the settings of walship restore.
 type restoreOptions struct {
 	Archive        string
+	SSH            sshOptions
 	PGData         string
 	Backup         string
 	TargetKind     string
@@ -46,8 +48,9 @@ func restoreCommand(g *globals) *cli.Command {
 unless --force), checks every file against the backup manifest (size and
 CRC32C), puts tablespaces back where they were (or where --tablespace-map
 says), and writes the recovery settings into postgresql.auto.conf and an
-empty recovery.signal. Start the server, as the user that owns the
-directory, and it replays the archived WAL that walship fetch hands it.
+empty recovery.signal. Start the server and it replays the archived WAL
+that walship fetch hands it. Run as root, restore gives every file to the
+user the server ran as when the backup was taken (if this host has it).
 
 Without --backup, restore picks the newest complete backup that ends before
 a --target-time or --target-lsn, or the newest one for other targets. Which
@@ -63,7 +66,9 @@ default; resume with SELECT pg_wal_replay_resume()), promote or shutdown.
 
 --standby builds a warm standby in pg_standby mode instead: restore_command
 is walship wait --trigger FILE, which waits for each segment until
-walship promote writes the trigger; recovery_end_command removes it.
+walship promote writes the trigger; recovery_end_command removes it; and
+recovery_prefetch is off, since the server's WAL read-ahead would wait in
+restore_command while WAL it has read stays unapplied.
 
 The restored server keeps the backup's postgresql.conf, archive_command
 included: once promoted, it archives a new timeline into the archive it
@@ -71,9 +76,9 @@ names. Change archive_command first when that is not wanted.
 
 Exit codes: 0 restored; 1 failed (a corrupt backup, a non-empty directory);
 2 usage error.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			archiveFlag(),
-			&cli.StringFlag{Name: "pgdata", Aliases: []string{"D"}, Required: true, Usage: "the data directory to create"},
+			&cli.StringFlag{Name: "pgdata", Aliases: []string{"D"}, Usage: "the data directory to create (required)"},
 			&cli.StringFlag{Name: "backup", Value: "latest", Usage: "backup `ID` to restore, or latest"},
 			&cli.StringFlag{Name: "target-time", Usage: "recover up to this time (give the time zone)"},
 			&cli.StringFlag{Name: "target-lsn", Usage: "recover up to this LSN"},
@@ -89,13 +94,14 @@ Exit codes: 0 restored; 1 failed (a corrupt backup, a non-empty directory);
 			&cli.IntFlag{Name: "prefetch", Usage: "segments walship fetch downloads ahead during recovery"},
 			&cli.StringFlag{Name: "walship", Usage: "path of walship on the server, for restore_command (default: this binary)"},
 			&cli.BoolFlag{Name: "json", Usage: "print the result as JSON"},
-		},
+		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return usagef("restore takes no arguments; got %d", c.NArg())
 			}
 			opts := restoreOptions{
 				Archive:        c.String("archive"),
+				SSH:            sshOptionsFrom(c, g.logger),
 				PGData:         c.String("pgdata"),
 				Backup:         c.String("backup"),
 				TargetAction:   c.String("target-action"),
@@ -158,7 +164,7 @@ func runRestore(ctx context.Context, g *globals, opts restoreOptions) error {
 			return fmt.Errorf("find this walship binary for restore_command: %w; pass --walship", err)
 		}
 	}
-	st, err := openArchive(ctx, opts.Archive)
+	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
 	}
@@ -173,19 +179,24 @@ func runRestore(ctx context.Context, g *globals, opts restoreOptions) error {
 		Logger:        g.logger,
 	}
 	q := backup.ShellQuote
+	archiveArgs := q(opts.Archive)
+	for _, a := range sshArgs(opts.SSH) {
+		archiveArgs += " " + q(a)
+	}
 	if opts.Standby {
 		trig, err := filepath.Abs(opts.Trigger)
 		if err != nil {
 			return err
 		}
-		ro.RestoreCommand = fmt.Sprintf("%s wait --archive %s --trigger %s %%f %%p %%r", q(bin), q(opts.Archive), q(trig))
+		ro.RestoreCommand = fmt.Sprintf("%s wait --archive %s --trigger %s %%f %%p %%r", q(bin), archiveArgs, q(trig))
 		ro.RecoveryEndCommand = "rm -f " + q(trig)
+		ro.Standby = true
 	} else {
 		prefetch := ""
 		if opts.Prefetch > 0 {
 			prefetch = fmt.Sprintf(" --prefetch %d", opts.Prefetch)
 		}
-		ro.RestoreCommand = fmt.Sprintf("%s fetch --archive %s%s %%f %%p", q(bin), q(opts.Archive), prefetch)
+		ro.RestoreCommand = fmt.Sprintf("%s fetch --archive %s%s %%f %%p", q(bin), archiveArgs, prefetch)
 	}
 	tp := newTermProgress(g.stderr)
 	if tp != nil {
@@ -216,4 +227,27 @@ func runRestore(ctx context.Context, g *globals, opts restoreOptions) error {
 	fmt.Fprintf(g.stdout, "restored backup %s (%s, %d files) into %s; on start the server replays %s\n",
 		m.ID, humanBytes(m.Size), m.Files, abs, what)
 	return nil
+}
+
+// sshArgs returns the command line flags that give the SSH settings o
+// differs in from the defaults, for the restore_command and the prefetcher
+// to reach an sftp:// archive as this walship did.
+func sshArgs(o sshOptions) []string {
+	var args []string
+	for _, id := range o.Identities {
+		args = append(args, "--identity", id)
+	}
+	if o.KnownHosts != "" {
+		args = append(args, "--known-hosts", o.KnownHosts)
+	}
+	if o.HostKeyPolicy != "" && o.HostKeyPolicy != sftp.Strict.String() {
+		args = append(args, "--host-key-policy", o.HostKeyPolicy)
+	}
+	if o.HostKeyFingerprint != "" {
+		args = append(args, "--host-key-fingerprint", o.HostKeyFingerprint)
+	}
+	if o.Timeout != 0 && o.Timeout != sftp.DefaultIOTimeout {
+		args = append(args, "--ssh-timeout", o.Timeout.String())
+	}
+	return args
 }

@@ -2,22 +2,71 @@ package main
 
 import (
 	"context"
+	"log/slog"
+	"os"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/archive/local"
+	"github.com/walship/walship/archive/sftp"
 )
 
 // archiveFlag is the --archive flag that every command touching the archive
 // takes.
 func archiveFlag() cli.Flag {
 	return &cli.StringFlag{Name: "archive", Aliases: []string{"a"}, EnvVars: []string{"WALSHIP_ARCHIVE"},
-		Usage: "the archive: a directory (/srv/walship/main, also on NFS)"}
+		Usage: "the archive: a directory (/srv/walship/main, also on NFS), or sftp://[user@]host[:port]/path"}
 }
 
-// openArchive opens the archive that rawURL names.
-func openArchive(ctx context.Context, rawURL string) (archive.Storage, error) {
+// sshFlags are the flags that say how to reach an sftp:// archive; every
+// command that takes archiveFlag takes them too.
+func sshFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringSliceFlag{Name: "identity", EnvVars: []string{"WALSHIP_SSH_IDENTITY"},
+			Usage: "private key `FILE` to log in to an sftp:// archive with; repeatable (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa; " +
+				"keys of ssh-agent at SSH_AUTH_SOCK are tried too)"},
+		&cli.StringFlag{Name: "known-hosts", EnvVars: []string{"WALSHIP_SSH_KNOWN_HOSTS"},
+			Usage: "known_hosts `FILE` holding the sftp:// server's host key (default: " + sftp.DefaultKnownHostsFile + ")"},
+		&cli.StringFlag{Name: "host-key-policy", Value: sftp.Strict.String(), EnvVars: []string{"WALSHIP_SSH_HOST_KEY_POLICY"},
+			Usage: "strict: refuse a server that known_hosts does not list; accept-new: add its key on first contact. " +
+				"A changed host key is refused either way"},
+		&cli.StringFlag{Name: "host-key-fingerprint", EnvVars: []string{"WALSHIP_SSH_HOST_KEY_FINGERPRINT"},
+			Usage: "accept only the host key with this fingerprint (`SHA256:…`, as ssh-keygen -lf prints it) instead of known_hosts"},
+		&cli.DurationFlag{Name: "ssh-timeout", Value: sftp.DefaultIOTimeout, EnvVars: []string{"WALSHIP_SSH_TIMEOUT"},
+			Usage: "give up connecting to the sftp:// server, or waiting for its answer, after this long; the call is then retried"},
+	}
+}
+
+// sshOptions are the settings of sshFlags.
+type sshOptions struct {
+	Identities         []string
+	KnownHosts         string
+	HostKeyPolicy      string
+	HostKeyFingerprint string
+	Timeout            time.Duration
+	Logger             *slog.Logger // receives connection events and retries
+}
+
+// sshOptionsFrom reads sshFlags.
+func sshOptionsFrom(c *cli.Context, logger *slog.Logger) sshOptions {
+	return sshOptions{
+		Identities:         c.StringSlice("identity"),
+		KnownHosts:         c.String("known-hosts"),
+		HostKeyPolicy:      c.String("host-key-policy"),
+		HostKeyFingerprint: c.String("host-key-fingerprint"),
+		Timeout:            c.Duration("ssh-timeout"),
+		Logger:             logger,
+	}
+}
+
+// openArchive opens the archive that rawURL names. For an sftp:// archive,
+// ssh (at most one) gives the settings of sshFlags; without it the defaults
+// apply. An sftp:// archive connects on first use and reconnects when its
+// connection breaks; calls that fail for a broken connection are retried a
+// few times with backoff (archive.Retry).
+func openArchive(ctx context.Context, rawURL string, ssh ...sshOptions) (archive.Storage, error) {
 	if rawURL == "" {
 		return nil, usagef("no archive given: pass --archive DIR or set WALSHIP_ARCHIVE")
 	}
@@ -28,7 +77,41 @@ func openArchive(ctx context.Context, rawURL string) (archive.Storage, error) {
 	switch u.Scheme {
 	case "file":
 		return local.New(u.Path)
+	case "sftp":
+		var o sshOptions
+		if len(ssh) > 0 {
+			o = ssh[0]
+		}
+		return openSFTP(u, o)
 	default:
-		return nil, usagef("archive %s: %s archives are not supported by this walship yet; use a directory", rawURL, u.Scheme)
+		return nil, usagef("archive %s: %s archives are not supported; use a directory or sftp://", rawURL, u.Scheme)
 	}
+}
+
+func openSFTP(u archive.URL, o sshOptions) (archive.Storage, error) {
+	policy, err := sftp.ParseHostKeyPolicy(o.HostKeyPolicy)
+	if err != nil {
+		return nil, usageError{err}
+	}
+	if o.Timeout < 0 {
+		return nil, usagef("--ssh-timeout %v: use a positive duration", o.Timeout)
+	}
+	st, err := sftp.New(sftp.Config{
+		Host:               u.Host,
+		Port:               u.Port,
+		User:               u.User,
+		Path:               u.Path,
+		IdentityFiles:      o.Identities,
+		AgentSocket:        os.Getenv("SSH_AUTH_SOCK"),
+		KnownHostsFile:     o.KnownHosts,
+		HostKeyPolicy:      policy,
+		HostKeyFingerprint: o.HostKeyFingerprint,
+		DialTimeout:        o.Timeout,
+		IOTimeout:          o.Timeout,
+		Logger:             o.Logger,
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return archive.Retry(st, archive.RetryPolicy{Logger: o.Logger}), nil
 }

@@ -24,6 +24,7 @@ import (
 // waitOptions are the settings of walship wait.
 type waitOptions struct {
 	Archive string
+	SSH     sshOptions
 	Trigger string
 	MaxWait time.Duration
 	Poll    time.Duration
@@ -74,7 +75,7 @@ would promote the standby. A corrupt or foreign segment stops recovery.
 
 Exit codes: 0 restored; 1 not found (recovery ends); 250 stop recovery: the
 archive holds bad WAL, or walship was called wrongly.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "trigger", EnvVars: []string{"WALSHIP_TRIGGER"},
 				Usage: "trigger `FILE` that ends recovery: empty or \"smart\", or \"fast\""},
@@ -86,7 +87,7 @@ archive holds bad WAL, or walship was called wrongly.`,
 				Usage: "remove archived segments older than %r (never .history); only for an archive that feeds this one standby"},
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
 				Usage: "the standby's data directory, to read its system identifier (default: the current directory, where PostgreSQL runs restore_command)"},
-		},
+		}, sshFlags()...),
 		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
 			// Exit 2 would read as "not found" and promote the standby.
 			return abortError{usageError{err}}
@@ -97,6 +98,7 @@ archive holds bad WAL, or walship was called wrongly.`,
 			}
 			err := runWait(c.Context, g.logger, waitOptions{
 				Archive: c.String("archive"),
+				SSH:     sshOptionsFrom(c, g.logger),
 				Trigger: c.String("trigger"),
 				MaxWait: c.Duration("max-wait"),
 				Poll:    c.Duration("poll"),
@@ -124,7 +126,7 @@ func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
 	if opts.Cleanup && opts.Restart == "" {
 		return usagef("--cleanup needs %%r as the third argument")
 	}
-	st, err := openArchive(ctx, opts.Archive)
+	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,496 @@
+package backup
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/walship/walship/archive"
+	"github.com/walship/walship/wal"
+)
+
+// Defaults of Options.
+const (
+	DefaultWALTimeout = 5 * time.Minute
+	DefaultPoll       = 500 * time.Millisecond
+)
+
+// Options configure Backup.
+type Options struct {
+	// ConnString is a libpq connection string or URL for the server to back
+	// up, a primary or a standby; Backup makes it a replication connection.
+	ConnString     string
+	Label          string // default "walship <id>"
+	FastCheckpoint bool   // start with an immediate checkpoint instead of a spread one
+	Compression    archive.Compression
+	// WALTimeout bounds the wait, after the data is stored, until the WAL the
+	// backup needs is archived. Zero means DefaultWALTimeout.
+	WALTimeout time.Duration
+	// Poll is how often the archive is checked for that WAL.
+	Poll     time.Duration
+	Progress Progress
+	Logger   *slog.Logger
+	Now      func() time.Time // the clock; tests replace it
+}
+
+func (o *Options) now() time.Time {
+	if o.Now != nil {
+		return o.Now()
+	}
+	return time.Now()
+}
+
+// ErrWALMissing says the WAL a backup needs did not reach the archive in
+// time. The backup is not complete.
+var ErrWALMissing = errors.New("WAL not archived")
+
+// Backup takes a base backup of the server that opts.ConnString names into
+// st and returns its backup.json. It returns only once every file of the
+// backup is stored and the WAL from its start to its stop position is in the
+// archive; then it writes backup.json, and only then is the backup complete.
+// On error it removes what it stored, as far as it can.
+//
+// On a primary the server switches to a new WAL segment when the backup
+// ends, and archive_command ships the last one soon. On a standby nothing
+// switches: the segment holding the stop position reaches the archive when the
+// primary fills or switches it (archive_timeout bounds that), and Backup
+// waits for it up to WALTimeout.
+func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error) {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	conn, err := connectReplication(ctx, opts.ConnString)
+	if err != nil {
+		return Meta{}, err
+	}
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		conn.Close(cctx)
+	}()
+	si, err := identify(ctx, conn)
+	if err != nil {
+		return Meta{}, err
+	}
+	if err := checkIdentity(ctx, st, si); err != nil {
+		return Meta{}, err
+	}
+
+	m := Meta{
+		Format:      MetaFormat,
+		FromStandby: si.InRecovery,
+		PGVersion:   si.Version,
+		SystemID:    si.SystemID,
+		SegmentSize: si.SegmentSize,
+		Compression: opts.Compression.String(),
+		Manifest:    "backup_manifest" + opts.Compression.Suffix(),
+	}
+	m.StartTime = opts.now().UTC().Truncate(time.Second)
+	if m.ID, err = claimID(ctx, st, m.StartTime, opts.Label); err != nil {
+		return Meta{}, err
+	}
+	m.Label = opts.Label
+	if m.Label == "" {
+		m.Label = "walship " + m.ID
+	}
+	log = log.With("backup", m.ID)
+	complete := false
+	s := &sink{ctx: ctx, st: st, id: m.ID, comp: opts.Compression, prog: opts.Progress}
+	defer func() {
+		if !complete {
+			s.abort(errors.New("backup failed"))
+			removeBackup(st, m.ID, s.stored, log)
+		}
+	}()
+
+	log.Info("base backup starting", "label", m.Label, "from_standby", m.FromStandby, "fast_checkpoint", opts.FastCheckpoint)
+	cmd := baseBackupCommand(m.Label, opts.FastCheckpoint, opts.Progress != nil)
+	var sr startResult
+	stop, stopTLI, err := runBaseBackup(ctx, conn, cmd, func(r startResult) error {
+		sr = r
+		for _, t := range r.Tablespaces {
+			if t.SizeKB > 0 {
+				s.total += t.SizeKB << 10
+			}
+		}
+		log.Info("base backup started", "lsn", r.StartLSN, "timeline", r.Timeline, "tablespaces", len(r.Tablespaces)-1)
+		return nil
+	}, s)
+	if err == nil {
+		err = s.finish()
+	}
+	if err != nil {
+		return Meta{}, err
+	}
+	m.StopTime = opts.now().UTC()
+	m.StartLSN, m.StartTimeline = sr.StartLSN, sr.Timeline
+	m.StopLSN, m.StopTimeline = stop, stopTLI
+	// The server sends the tablespaces first; the data directory leads
+	// in backup.json.
+	for _, a := range s.archives {
+		if a.Tablespace == 0 {
+			m.Archives = append(m.Archives, a)
+		}
+	}
+	for _, a := range s.archives {
+		if a.Tablespace != 0 {
+			m.Archives = append(m.Archives, a)
+		}
+	}
+	if len(m.Archives) == 0 || m.Archives[0].Tablespace != 0 {
+		return Meta{}, errors.New("BASE_BACKUP: the server sent no base.tar")
+	}
+	for _, a := range m.Archives {
+		m.Size += a.Size
+		m.Stored += a.Stored
+	}
+
+	man, err := ParseManifest(s.manBuf.Bytes())
+	if err != nil {
+		return Meta{}, fmt.Errorf("the server's backup manifest: %w", err)
+	}
+	if n := len(man.WALRanges); n == 0 || man.WALRanges[n-1].End != stop {
+		return Meta{}, fmt.Errorf("the backup manifest's WAL range does not end at the stop position %s", stop)
+	}
+	m.Files = len(man.Files)
+	if err := s.putFile(m.Manifest, s.manBuf.Bytes()); err != nil {
+		return Meta{}, err
+	}
+
+	segs := neededSegments(m)
+	m.StartWAL, m.StopWAL = segs[0], segs[len(segs)-1]
+	if err := waitWAL(ctx, st, segs, opts, log); err != nil {
+		return Meta{}, err
+	}
+	if err := checkIdentity(ctx, st, si); err != nil {
+		return Meta{}, err
+	}
+	if err := writeMeta(ctx, st, m); err != nil {
+		return Meta{}, fmt.Errorf("write backup.json: %w", err)
+	}
+	complete = true
+	log.Info("base backup complete", "start_lsn", m.StartLSN, "stop_lsn", m.StopLSN, "size", m.Size, "stored", m.Stored)
+	return m, nil
+}
+
+// checkIdentity refuses to back up a server of another cluster than the
+// archive's. An archive without an identity yet gets one from the first
+// segment pushed (push reads it from the page header, and runs as the user
+// that must own the file), so Backup checks again once the WAL is there.
+func checkIdentity(ctx context.Context, st archive.Storage, si serverInfo) error {
+	id, err := archive.ReadIdentity(ctx, st)
+	if errors.Is(err, archive.ErrNoIdentity) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if id.SystemID != si.SystemID || id.SegmentSize != si.SegmentSize {
+		return fmt.Errorf("%w: the server has system identifier %d and %d-byte segments, the archive %s holds %d and %d: use one archive per cluster",
+			archive.ErrIdentityMismatch, si.SystemID, si.SegmentSize, st, id.SystemID, id.SegmentSize)
+	}
+	return nil
+}
+
+// claimID writes the start marker of a new backup and returns its id: the
+// start time, or a later second when another backup took that one. The
+// marker stays when the backup completes: creating it is what reserves the
+// id, so two backups never share one.
+func claimID(ctx context.Context, st archive.Storage, start time.Time, label string) (string, error) {
+	host, _ := os.Hostname()
+	for i := 0; ; i++ {
+		id := start.Add(time.Duration(i) * time.Second).Format(idLayout)
+		b, _ := json.Marshal(map[string]any{"id": id, "label": label, "host": host, "pid": os.Getpid(), "start_time": start})
+		err := st.Put(ctx, startedPath(id), bytes.NewReader(append(b, '\n')))
+		if err == nil {
+			return id, nil
+		}
+		if !archive.IsExist(err) || i >= 60 {
+			return "", fmt.Errorf("start backup %s: %w", id, err)
+		}
+	}
+}
+
+// removeBackup removes what a failed backup stored, then its start marker:
+// a backup whose files could not all be removed stays listed as incomplete.
+func removeBackup(st archive.Storage, id string, files []string, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, f := range files {
+		if err := st.Remove(ctx, Path(id, f)); err != nil && !archive.IsNotExist(err) {
+			log.Warn("cannot remove a file of the failed backup; walship expire removes it later", "file", f, "err", err)
+			return
+		}
+	}
+	_ = st.Remove(ctx, archive.BackupsDir+"/"+id) // the empty directory, where the backend can
+	if err := st.Remove(ctx, startedPath(id)); err != nil && !archive.IsNotExist(err) {
+		log.Warn("cannot remove the start marker of the failed backup", "err", err)
+	}
+}
+
+// neededSegments names the segments from the one holding the start
+// position to the one holding the last byte before the stop position.
+func neededSegments(m Meta) []string {
+	first := wal.SegmentOf(m.StartLSN, m.SegmentSize)
+	last := wal.SegmentOf(m.StopLSN-1, m.SegmentSize)
+	if m.StartTimeline != m.StopTimeline || last < first {
+		// A standby that changed timeline during the backup: the start
+		// and stop segments, the ones in between on either timeline.
+		return []string{wal.SegmentName(m.StartTimeline, first, m.SegmentSize), wal.SegmentName(m.StopTimeline, last, m.SegmentSize)}
+	}
+	var names []string
+	for s := first; s <= last; s++ {
+		names = append(names, wal.SegmentName(m.StopTimeline, s, m.SegmentSize))
+	}
+	return names
+}
+
+// waitWAL waits until every segment of names is archived.
+func waitWAL(ctx context.Context, st archive.Storage, names []string, opts Options, log *slog.Logger) error {
+	timeout, poll := opts.WALTimeout, opts.Poll
+	if timeout <= 0 {
+		timeout = DefaultWALTimeout
+	}
+	if poll <= 0 {
+		poll = DefaultPoll
+	}
+	deadline := opts.now().Add(timeout)
+	logged := false
+	// Where the backend can tell, wake up as soon as a file arrives; poll
+	// as well, since a watch is only a hint.
+	var arrived <-chan struct{}
+	if w, ok := st.(archive.Watcher); ok {
+		wctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		if ch, err := w.Watch(wctx, archive.WALDir); err == nil {
+			arrived = ch
+		}
+	}
+	for i := 0; i < len(names); {
+		_, _, err := archive.StatWAL(ctx, st, names[i])
+		if err == nil {
+			i++
+			continue
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !archive.IsNotExist(err) {
+			log.Warn("cannot read the archive, retrying", "err", err)
+		}
+		if opts.now().After(deadline) {
+			return fmt.Errorf("%w: segment %s, which the backup needs, is not in the archive after %v: "+
+				"check that archive_command (walship push) works (pg_stat_archiver); "+
+				"on a standby, switch WAL on the primary (SELECT pg_switch_wal()) or set archive_timeout there",
+				ErrWALMissing, names[i], timeout)
+		}
+		if !logged {
+			log.Info("waiting for the archive to hold the WAL the backup needs", "segment", names[i], "timeout", timeout)
+			logged = true
+		}
+		report(opts.Progress, Status{Phase: "wal", Detail: names[i]})
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case _, ok := <-arrived:
+			if !ok {
+				arrived = nil // the watch ended: poll only
+			}
+		case <-time.After(poll):
+		}
+	}
+	return nil
+}
+
+// archiveName is what the server calls its tar archives.
+var archiveName = regexp.MustCompile(`^(base|[1-9][0-9]*)\.tar$`)
+
+// sink stores the archives of a running backup, each as it streams in, and
+// keeps the manifest in memory.
+type sink struct {
+	ctx   context.Context
+	st    archive.Storage
+	id    string
+	comp  archive.Compression
+	prog  Progress
+	total int64
+
+	cur        *upload
+	inManifest bool
+	manBuf     bytes.Buffer
+	archives   []ArchiveFile
+	stored     []string // files this backup stored, to remove on failure
+	done       int64
+	reported   time.Time
+}
+
+// upload is one file being stored from a pipe.
+type upload struct {
+	pw     *io.PipeWriter
+	errc   chan error
+	file   ArchiveFile
+	stored *countReader
+}
+
+func (s *sink) archive(name, location string) error {
+	if err := s.closeCurrent(); err != nil {
+		return err
+	}
+	if s.inManifest || !archiveName.MatchString(name) {
+		return fmt.Errorf("BASE_BACKUP: unexpected archive %q", name)
+	}
+	f := ArchiveFile{Name: name + s.comp.Suffix(), Location: location}
+	if name != "base.tar" {
+		oid, _ := strconv.ParseUint(strings.TrimSuffix(name, ".tar"), 10, 32)
+		f.Tablespace = uint32(oid)
+	}
+	s.cur = s.start(f)
+	return nil
+}
+
+func (s *sink) manifest() error {
+	if err := s.closeCurrent(); err != nil {
+		return err
+	}
+	s.inManifest = true
+	return nil
+}
+
+func (s *sink) data(p []byte) error {
+	if s.inManifest {
+		if s.manBuf.Len()+len(p) > 1<<30 {
+			return errors.New("BASE_BACKUP: manifest larger than 1 GiB")
+		}
+		s.manBuf.Write(p)
+		return nil
+	}
+	if s.cur == nil {
+		return errors.New("BASE_BACKUP: data before the first archive")
+	}
+	if _, err := s.cur.pw.Write(p); err != nil {
+		return s.cur.wait(err)
+	}
+	s.cur.file.Size += int64(len(p))
+	return nil
+}
+
+func (s *sink) progress(done int64) {
+	s.done = done
+	if time.Since(s.reported) >= 200*time.Millisecond {
+		s.reported = time.Now()
+		report(s.prog, Status{Phase: "backup", Done: done, Total: max(s.total, done)})
+	}
+}
+
+// start begins storing f.
+func (s *sink) start(f ArchiveFile) *upload {
+	pr, pw := io.Pipe()
+	u := &upload{pw: pw, errc: make(chan error, 1), file: f}
+	var r io.ReadCloser = pr
+	if s.comp == archive.Zstd {
+		r = archive.Compress(pr)
+	}
+	u.stored = &countReader{r: r}
+	go func() {
+		err := s.st.Put(s.ctx, Path(s.id, f.Name), u.stored)
+		r.Close()
+		// Unblock the writer when Put gave up early.
+		pr.CloseWithError(cmpErr(err, io.ErrClosedPipe))
+		u.errc <- err
+	}()
+	return u
+}
+
+// closeCurrent ends the current archive and waits until it is stored.
+func (s *sink) closeCurrent() error {
+	if s.cur == nil {
+		return nil
+	}
+	u := s.cur
+	s.cur = nil
+	// The server leaves out the two zero blocks that end a tar file;
+	// adding them makes the stored file a tar file every tool reads.
+	if _, err := u.pw.Write(make([]byte, 1024)); err != nil {
+		return u.wait(err)
+	}
+	u.pw.Close()
+	if err := <-u.errc; err != nil {
+		return fmt.Errorf("store %s: %w", u.file.Name, err)
+	}
+	u.file.Stored = u.stored.n
+	s.archives = append(s.archives, u.file)
+	s.stored = append(s.stored, u.file.Name)
+	return nil
+}
+
+// wait returns the error that stopped an upload.
+func (u *upload) wait(werr error) error {
+	u.pw.CloseWithError(werr)
+	if err := <-u.errc; err != nil {
+		return fmt.Errorf("store %s: %w", u.file.Name, err)
+	}
+	return fmt.Errorf("store %s: %w", u.file.Name, werr)
+}
+
+// finish stores the last archive, after the COPY stream ended.
+func (s *sink) finish() error {
+	if s.inManifest {
+		return nil
+	}
+	if err := s.closeCurrent(); err != nil {
+		return err
+	}
+	return errors.New("BASE_BACKUP: the server sent no manifest")
+}
+
+// abort stops an upload in progress after an error.
+func (s *sink) abort(err error) {
+	if s.cur != nil {
+		s.cur.pw.CloseWithError(err)
+		<-s.cur.errc
+		s.cur = nil
+	}
+}
+
+// putFile stores a small file of the backup, compressed as the rest.
+func (s *sink) putFile(name string, b []byte) error {
+	var r io.Reader = bytes.NewReader(b)
+	if s.comp == archive.Zstd {
+		zr := archive.Compress(r)
+		defer zr.Close()
+		r = zr
+	}
+	if err := s.st.Put(s.ctx, Path(s.id, name), r); err != nil {
+		return fmt.Errorf("store %s: %w", name, err)
+	}
+	s.stored = append(s.stored, name)
+	return nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func cmpErr(err, fallback error) error {
+	if err != nil {
+		return err
+	}
+	return fallback
+}

@@ -1,0 +1,194 @@
+package backup
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+
+	"github.com/walship/walship/archive"
+	"github.com/walship/walship/wal"
+)
+
+// Catalog is what an archive holds: its backups and its WAL, by timeline.
+type Catalog struct {
+	Identity   archive.Identity `json:"identity"`
+	Backups    []Meta           `json:"backups"`    // complete, oldest first
+	Incomplete []string         `json:"incomplete"` // ids of backups without backup.json
+	Timelines  []TimelineWAL    `json:"timelines"`
+	// History holds the parsed history file of each timeline that has one.
+	History map[wal.TimeLine][]wal.HistoryEntry `json:"-"`
+	// Files are the WAL files, by name without compression suffix.
+	Files map[string]archive.FileInfo `json:"-"`
+}
+
+// TimelineWAL describes the segments archived on one timeline.
+type TimelineWAL struct {
+	Timeline wal.TimeLine `json:"timeline"`
+	First    string       `json:"first"`
+	Last     string       `json:"last"`
+	Segments int          `json:"segments"`
+	Stored   int64        `json:"stored_size"`
+	History  bool         `json:"history"` // its .history file is archived
+	// Gaps lists the missing segments between First and Last.
+	Gaps []Gap `json:"gaps,omitempty"`
+
+	segs []wal.SegNo
+}
+
+// Gap is a run of missing segments, First to Last inclusive.
+type Gap struct {
+	First string `json:"first"`
+	Last  string `json:"last"`
+}
+
+// ReadCatalog lists the archive. The archive needs its identity (the
+// first push records it) for the segment size.
+func ReadCatalog(ctx context.Context, st archive.Storage) (*Catalog, error) {
+	id, err := archive.ReadIdentity(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	l, err := List(ctx, st)
+	if err != nil {
+		return nil, err
+	}
+	c := &Catalog{Identity: id, Backups: l.Complete, Incomplete: l.Incomplete,
+		History: map[wal.TimeLine][]wal.HistoryEntry{}, Files: map[string]archive.FileInfo{}}
+	files, err := st.List(ctx, archive.WALDir)
+	if err != nil {
+		return nil, fmt.Errorf("list WAL: %w", err)
+	}
+	tls := map[wal.TimeLine]*TimelineWAL{}
+	tl := func(t wal.TimeLine) *TimelineWAL {
+		if tls[t] == nil {
+			tls[t] = &TimelineWAL{Timeline: t}
+		}
+		return tls[t]
+	}
+	for _, fi := range files {
+		base := strings.TrimSuffix(fi.Name, ".zst")
+		n, err := wal.ParseName(base)
+		if err != nil {
+			continue
+		}
+		c.Files[base] = fi
+		switch n.Kind {
+		case wal.Segment:
+			seg, err := n.SegNo(id.SegmentSize)
+			if err != nil {
+				continue
+			}
+			t := tl(n.TLI)
+			t.segs = append(t.segs, seg)
+			t.Stored += fi.Size
+		case wal.History:
+			tl(n.TLI).History = true
+			h, err := readHistory(ctx, st, base)
+			if err != nil {
+				return nil, err
+			}
+			c.History[n.TLI] = h
+		}
+	}
+	for _, t := range tls {
+		sort.Slice(t.segs, func(i, j int) bool { return t.segs[i] < t.segs[j] })
+		t.Segments = len(t.segs)
+		if len(t.segs) > 0 {
+			t.First = wal.SegmentName(t.Timeline, t.segs[0], id.SegmentSize)
+			t.Last = wal.SegmentName(t.Timeline, t.segs[len(t.segs)-1], id.SegmentSize)
+		}
+		for i := 1; i < len(t.segs); i++ {
+			if t.segs[i] > t.segs[i-1]+1 {
+				t.Gaps = append(t.Gaps, Gap{
+					First: wal.SegmentName(t.Timeline, t.segs[i-1]+1, id.SegmentSize),
+					Last:  wal.SegmentName(t.Timeline, t.segs[i]-1, id.SegmentSize),
+				})
+			}
+		}
+		c.Timelines = append(c.Timelines, *t)
+	}
+	sort.Slice(c.Timelines, func(i, j int) bool { return c.Timelines[i].Timeline < c.Timelines[j].Timeline })
+	return c, nil
+}
+
+func readHistory(ctx context.Context, st archive.Storage, name string) ([]wal.HistoryEntry, error) {
+	rc, _, err := archive.OpenWAL(ctx, st, name)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", name, err)
+	}
+	h, err := wal.ParseHistory(b)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", name, err)
+	}
+	return h, nil
+}
+
+// Chain returns the segments that recovery from backup m to the end of the
+// archive reads, following timeline switches to the newest timeline that
+// descends from the backup's (as recovery_target_timeline = 'latest' does),
+// and the ones among them that are missing. The chain ends at the newest
+// archived segment of that timeline, or at the backup's stop segment if
+// that is later.
+func (c *Catalog) Chain(m Meta) (need int, missing []string) {
+	size := c.Identity.SegmentSize
+	latest, path := c.latestDescendant(m.StopTimeline, m.StopLSN)
+	from := wal.SegmentOf(m.StartLSN, size)
+	has := func(t wal.TimeLine, s wal.SegNo) bool {
+		_, ok := c.Files[wal.SegmentName(t, s, size)]
+		return ok
+	}
+	check := func(t wal.TimeLine, s wal.SegNo) {
+		need++
+		if !has(t, s) {
+			missing = append(missing, wal.SegmentName(t, s, size))
+		}
+	}
+	for _, e := range path {
+		if e.TLI < m.StartTimeline {
+			continue // before the backup
+		}
+		// Timeline e.TLI ends at e.Switch; its child holds the segment
+		// that contains the switch.
+		end := wal.SegmentOf(e.Switch, size)
+		for s := from; s < end; s++ {
+			check(e.TLI, s)
+		}
+		from = max(from, end)
+	}
+	last := wal.SegmentOf(m.StopLSN-1, size)
+	for _, t := range c.Timelines {
+		if t.Timeline == latest && len(t.segs) > 0 {
+			last = max(last, t.segs[len(t.segs)-1])
+		}
+	}
+	for s := from; s <= last; s++ {
+		check(latest, s)
+	}
+	return need, missing
+}
+
+// latestDescendant returns the newest timeline that left tli after the LSN
+// after, or tli itself, and the history entries (switch points) that lead
+// there.
+func (c *Catalog) latestDescendant(tli wal.TimeLine, after wal.LSN) (wal.TimeLine, []wal.HistoryEntry) {
+	best, path := tli, c.History[tli]
+	for t, h := range c.History {
+		if t <= best {
+			continue
+		}
+		for _, e := range h {
+			if e.TLI == tli && e.Switch >= after {
+				best, path = t, h
+				break
+			}
+		}
+	}
+	return best, path
+}

@@ -1,0 +1,22 @@
+// Package backup takes base backups into the archive and restores them.
+//
+// A backup lives under backups/ in the archive:
+//
+//	backups/<id>.started        written first: reserves the id
+//	backups/<id>/base.tar.zst   the main data directory, a tar stream
+//	backups/<id>/<oid>.tar.zst  one tar stream per tablespace
+//	backups/<id>/backup_manifest.zst  PostgreSQL's manifest (per-file CRC32C)
+//	backups/<id>.json           written last: the backup is complete (Meta)
+//
+// The id is the UTC start time, 20261122T011500Z. Only a backup with its
+// <id>.json is complete: Backup writes it after every other file is durable
+// and the WAL the backup needs is archived, so an interrupted backup is never
+// restored from. The .json file sits beside the directory, not in it, because
+// archive.Storage lists files only: one List of backups/ finds every
+// complete backup, and every interrupted one: a .started file without its
+// .json.
+//
+// A backup holds no WAL: its WAL comes from the archive, where the primary's
+// archive_command (walship push) puts it. Restore writes a restore_command
+// (walship fetch, see waiter.Fetcher) that reads it back during recovery.
+package backup

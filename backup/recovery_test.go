@@ -1,0 +1,99 @@
+package backup
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestQuote(t *testing.T) {
+	for _, tc := range []struct{ in, conf, shell string }{
+		{"/usr/bin/walship", `'/usr/bin/walship'`, "/usr/bin/walship"},
+		{"it's", `'it''s'`, `'it'\''s'`},
+		{`C:\x`, `'C:\\x'`, `'C:\x'`},
+		{"/srv/50%", `'/srv/50%'`, "/srv/50%%"},
+		{"/a b", `'/a b'`, `'/a b'`},
+		{"", `''`, `''`},
+	} {
+		if got := ConfQuote(tc.in); got != tc.conf {
+			t.Errorf("ConfQuote(%q) = %s, want %s", tc.in, got, tc.conf)
+		}
+		if got := ShellQuote(tc.in); got != tc.shell {
+			t.Errorf("ShellQuote(%q) = %s, want %s", tc.in, got, tc.shell)
+		}
+	}
+}
+
+func TestRecoverySettings(t *testing.T) {
+	tg, err := NewTarget(TargetXID, "1234", "promote", "current")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := recoverySettings(Meta{ID: "20261122T011500Z"}, RestoreOptions{RestoreCommand: "walship fetch %f %p", Target: tg}, time.Now())
+	got := strings.Join(lines[2:], "\n")
+	want := `restore_command = 'walship fetch %f %p'
+recovery_end_command = ''
+archive_cleanup_command = ''
+recovery_target = ''
+recovery_target_lsn = ''
+recovery_target_name = ''
+recovery_target_time = ''
+recovery_target_xid = '1234'
+recovery_target_action = 'promote'
+recovery_target_timeline = 'current'`
+	if got != want {
+		t.Errorf("settings:\n%s\nwant:\n%s", got, want)
+	}
+	// The chosen target comes after the emptied ones: the server refuses
+	// a second target as it assigns them in order.
+	tg, _ = NewTarget(TargetImmediate, "", "", "")
+	lines = recoverySettings(Meta{}, RestoreOptions{Target: tg}, time.Now())
+	if last := lines[len(lines)-1]; last != "recovery_target = 'immediate'" {
+		t.Errorf("last line %q, want the immediate target", last)
+	}
+	lines = recoverySettings(Meta{PGVersion: 150004}, RestoreOptions{Standby: true}, time.Now())
+	if last := lines[len(lines)-1]; last != "recovery_prefetch = off" {
+		t.Errorf("standby: last line %q, want recovery_prefetch = off", last)
+	}
+}
+
+func TestWriteRecovery(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "postgresql.auto.conf"), []byte("primary_conninfo = 'x'"), 0o600)
+	os.WriteFile(filepath.Join(dir, "standby.signal"), nil, 0o600)
+	if err := writeRecovery(dir, Meta{ID: "20261122T011500Z"}, RestoreOptions{RestoreCommand: "fetch"}); err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(filepath.Join(dir, "postgresql.auto.conf"))
+	if !strings.HasPrefix(string(b), "primary_conninfo = 'x'\n# Recovery settings") || !strings.Contains(string(b), "\nrestore_command = 'fetch'\n") {
+		t.Errorf("postgresql.auto.conf:\n%s", b)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "standby.signal")); !os.IsNotExist(err) {
+		t.Errorf("standby.signal: got %v, want it removed", err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "recovery.signal")); err != nil {
+		t.Errorf("recovery.signal: %v", err)
+	}
+}
+
+func TestEntryPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"base/1/1259":              "base/1/1259",
+		"./pg_wal/archive_status/": "pg_wal/archive_status",
+		"global/":                  "global",
+		"../etc/passwd":            "",
+		"/etc/passwd":              "",
+		"a/../../b":                "",
+		"a//b":                     "",
+		"..":                       "",
+		"":                         "",
+		`a\b`:                      "",
+	} {
+		got, err := entryPath(in)
+		if (err != nil) != (want == "") || got != want {
+			t.Errorf("entryPath(%q) = %q, %v; want %q", in, got, err, want)
+		}
+	}
+}

@@ -1,0 +1,133 @@
+package backup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+
+	"github.com/walship/walship/archive"
+	"github.com/walship/walship/wal"
+)
+
+// Report is what Verify found.
+type Report struct {
+	WALFiles    int       `json:"wal_files"`
+	BackupFiles int       `json:"backup_files"` // files in the backups' manifests
+	Bytes       int64     `json:"bytes"`        // decompressed bytes read
+	Problems    []Problem `json:"problems"`
+}
+
+// Problem is one thing wrong with the archive.
+type Problem struct {
+	File    string `json:"file"` // archive name, or a segment name for missing WAL
+	Problem string `json:"problem"`
+}
+
+// Verify reads every WAL file and every complete backup of the archive in
+// full: each must decompress without checksum error; a segment must have its
+// full size and the page header of the segment its name says, of the
+// archive's cluster; a history file must parse; every file of a backup must
+// match its manifest. It also checks that the WAL chain from each backup's
+// start to the newest segment of its newest descendant timeline has no gap.
+// Problems go into the report; the error is for an archive that cannot be
+// listed at all.
+func Verify(ctx context.Context, st archive.Storage, prog Progress) (*Catalog, Report, error) {
+	var r Report
+	c, err := ReadCatalog(ctx, st)
+	if err != nil {
+		return nil, r, err
+	}
+	names := make([]string, 0, len(c.Files))
+	for name := range c.Files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, r, err
+		}
+		n, err := checkWAL(ctx, st, name, c.Identity)
+		r.Bytes += n
+		r.WALFiles++
+		if err != nil {
+			r.Problems = append(r.Problems, Problem{File: archive.WALPath(name, ""), Problem: err.Error()})
+		}
+		report(prog, Status{Phase: "verify", Done: r.Bytes, Detail: name})
+	}
+	for _, m := range c.Backups {
+		man, err := readManifest(ctx, st, m)
+		if err != nil {
+			r.Problems = append(r.Problems, Problem{File: Path(m.ID, m.Manifest), Problem: err.Error()})
+			continue
+		}
+		r.BackupFiles += len(man.Files)
+		n, err := checkBackup(ctx, st, m, man, prog)
+		r.Bytes += n
+		if err != nil {
+			r.Problems = append(r.Problems, Problem{File: m.Dir(), Problem: err.Error()})
+		}
+		if _, missing := c.Chain(m); len(missing) > 0 {
+			r.Problems = append(r.Problems, Problem{File: missing[0],
+				Problem: fmt.Sprintf("missing: backup %s cannot recover past it (%d segments missing, up to %s)",
+					m.ID, len(missing), missing[len(missing)-1])})
+		}
+	}
+	return c, r, nil
+}
+
+// checkWAL reads one archived WAL file in full.
+func checkWAL(ctx context.Context, st archive.Storage, name string, id archive.Identity) (int64, error) {
+	n, err := wal.ParseName(name)
+	if err != nil {
+		return 0, err
+	}
+	rc, _, err := archive.OpenWAL(ctx, st, name)
+	if err != nil {
+		return 0, err
+	}
+	defer rc.Close()
+	switch n.Kind {
+	case wal.Segment, wal.Partial:
+		buf := make([]byte, wal.LongHeaderSize)
+		if k, err := io.ReadFull(rc, buf); err != nil {
+			return int64(k), fmt.Errorf("short segment: %w", err)
+		}
+		h, err := wal.ParseLongHeader(buf)
+		if err == nil {
+			err = h.Check(n, id.SystemID, id.SegmentSize)
+		}
+		if err != nil {
+			return wal.LongHeaderSize, err
+		}
+		k, err := io.Copy(io.Discard, rc)
+		k += wal.LongHeaderSize
+		if err != nil {
+			return k, err
+		}
+		if k != id.SegmentSize {
+			return k, fmt.Errorf("%d bytes, the segment size is %d", k, id.SegmentSize)
+		}
+		return k, nil
+	case wal.History:
+		b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
+		if err != nil {
+			return int64(len(b)), err
+		}
+		_, err = wal.ParseHistory(b)
+		return int64(len(b)), err
+	}
+	return io.Copy(io.Discard, rc)
+}
+
+// checkBackup reads every archive of backup m and checks it against man.
+func checkBackup(ctx context.Context, st archive.Storage, m Meta, man *Manifest, prog Progress) (int64, error) {
+	x := &extractor{man: man, seen: make(map[string]bool, len(man.Files)), prog: prog, total: m.Size,
+		buf: make([]byte, 1<<20), dry: true, phase: "verify"}
+	err := x.backup(ctx, st, m, nil)
+	return x.done, err
+}
+
+// ErrProblems says Verify found problems.
+var ErrProblems = errors.New("the archive has problems")

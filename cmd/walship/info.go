@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"text/tabwriter"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/walship/walship/backup"
+)
+
+// infoOptions are the settings of walship info.
+type infoOptions struct {
+	Archive string
+	SSH     sshOptions
+	JSON    bool
+}
+
+func infoCommand(g *globals) *cli.Command {
+	return &cli.Command{
+		Name:  "info",
+		Usage: "list the archive's backups and its WAL per timeline, with gaps",
+		Description: `info lists the complete backups (id, times, sizes, LSN range, timeline),
+the backups that started but never completed (interrupted, or running now),
+and the WAL segments archived on each timeline: first, last, how many, and
+the gaps between them. It reads listings and backup.json files only; walship
+verify reads every file.
+
+Exit codes: 0 listed; 1 the archive cannot be read; 2 usage error.`,
+		Flags: append([]cli.Flag{
+			archiveFlag(),
+			&cli.BoolFlag{Name: "json", Usage: "print the listing as JSON"},
+		}, sshFlags()...),
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 0 {
+				return usagef("info takes no arguments; got %d", c.NArg())
+			}
+			return runInfo(c.Context, g, infoOptions{Archive: c.String("archive"), SSH: sshOptionsFrom(c, g.logger), JSON: c.Bool("json")})
+		},
+	}
+}
+
+func runInfo(ctx context.Context, g *globals, opts infoOptions) error {
+	st, err := openArchive(ctx, opts.Archive, opts.SSH)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	c, err := backup.ReadCatalog(ctx, st)
+	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		return jsonOut(g.stdout, c)
+	}
+	printCatalog(g.stdout, c)
+	return nil
+}
+
+func printCatalog(out io.Writer, c *backup.Catalog) {
+	fmt.Fprintf(out, "archive of system %d, PostgreSQL %d, %s segments\n\n",
+		c.Identity.SystemID, c.Identity.PGVersion, humanBytes(c.Identity.SegmentSize))
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	if len(c.Backups) == 0 {
+		fmt.Fprintln(w, "no complete backups")
+	} else {
+		fmt.Fprintln(w, "BACKUP\tSTARTED\tTOOK\tSIZE\tSTORED\tLSN\tTIMELINE\tFROM")
+		for _, m := range c.Backups {
+			from := "primary"
+			if m.FromStandby {
+				from = "standby"
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s - %s\t%d\t%s\n", m.ID, m.StartTime.Format(time.RFC3339),
+				m.StopTime.Sub(m.StartTime).Round(time.Second), humanBytes(m.Size), humanBytes(m.Stored),
+				m.StartLSN, m.StopLSN, m.StopTimeline, from)
+		}
+	}
+	for _, id := range c.Incomplete {
+		fmt.Fprintf(w, "%s\tincomplete: interrupted, or running now\n", id)
+	}
+	fmt.Fprintln(w)
+	if len(c.Timelines) == 0 {
+		fmt.Fprintln(w, "no WAL")
+	} else {
+		fmt.Fprintln(w, "TIMELINE\tFIRST\tLAST\tSEGMENTS\tSTORED\tGAPS")
+		for _, t := range c.Timelines {
+			gaps := "none"
+			if len(t.Gaps) > 0 {
+				gaps = ""
+				for i, gp := range t.Gaps {
+					if i > 0 {
+						gaps += ", "
+					}
+					gaps += gp.First
+					if gp.Last != gp.First {
+						gaps += "-" + gp.Last
+					}
+				}
+			}
+			if t.Segments == 0 {
+				fmt.Fprintf(w, "%d\t(history file only)\t\t\t\t\n", t.Timeline)
+				continue
+			}
+			fmt.Fprintf(w, "%d\t%s\t%s\t%d\t%s\t%s\n", t.Timeline, t.First, t.Last, t.Segments, humanBytes(t.Stored), gaps)
+		}
+	}
+	w.Flush()
+}
