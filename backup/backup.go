@@ -40,6 +40,11 @@ type Options struct {
 	Progress Progress
 	Logger   *slog.Logger
 	Now      func() time.Time // the clock; tests replace it
+	// FromStandby allows a backup of a server in recovery. Without it,
+	// Backup of a standby returns ErrStandby and stores nothing, so one
+	// backup timer can run on every node of a cluster and back up only
+	// the primary.
+	FromStandby bool
 }
 
 func (o *Options) now() time.Time {
@@ -52,6 +57,10 @@ func (o *Options) now() time.Time {
 // ErrWALMissing says the WAL a backup needs did not reach the archive in
 // time. The backup is not complete.
 var ErrWALMissing = errors.New("WAL not archived")
+
+// ErrStandby says the server is a standby and Options.FromStandby was not
+// set: nothing was backed up.
+var ErrStandby = errors.New("the server is a standby")
 
 // Backup takes a base backup of the server that opts.ConnString names into
 // st and returns its backup.json. It returns only once every file of the
@@ -81,6 +90,9 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 	si, err := identify(ctx, conn)
 	if err != nil {
 		return Meta{}, err
+	}
+	if si.InRecovery && !opts.FromStandby {
+		return Meta{}, ErrStandby
 	}
 	if err := checkIdentity(ctx, st, si); err != nil {
 		return Meta{}, err

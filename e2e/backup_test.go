@@ -351,7 +351,16 @@ func TestBackupFromStandby(t *testing.T) {
 	lsn := p.QueryValue(t, "SELECT pg_current_wal_lsn()")
 	sb.WaitFor(t, "SELECT pg_last_wal_replay_lsn() >= '"+lsn+"'", "t", time.Minute)
 
-	cmd := exec.Command(s.bin, "backup", "--archive", s.arch, "--dsn", sb.ConnString(), "--json", "--wal-timeout", "2m")
+	// Without --from-standby a standby is skipped, cleanly.
+	skip, err := exec.Command(s.bin, "backup", "--archive", s.arch, "--dsn", sb.ConnString()).CombinedOutput()
+	if err != nil || !strings.Contains(string(skip), "no backup: the server is a standby") {
+		t.Fatalf("backup of a standby without --from-standby: %v, %s; want exit 0 and no backup", err, skip)
+	}
+	if ids := backupIDs(t, s.arch); len(ids) != 0 {
+		t.Fatalf("backup without --from-standby stored %v", ids)
+	}
+
+	cmd := exec.Command(s.bin, "backup", "--archive", s.arch, "--dsn", sb.ConnString(), "--from-standby", "--json", "--wal-timeout", "2m")
 	var out, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	if err := cmd.Start(); err != nil {
@@ -460,4 +469,18 @@ func TestBackupRestoreStandby(t *testing.T) {
 	if _, err := os.Stat(trig); !os.IsNotExist(err) {
 		t.Errorf("recovery_end_command left the trigger file: %v", err)
 	}
+}
+
+// backupIDs lists the names under backups/ of the archive in dir.
+func backupIDs(t *testing.T, dir string) []string {
+	t.Helper()
+	entries, err := os.ReadDir(filepath.Join(dir, "backups"))
+	if err != nil && !os.IsNotExist(err) {
+		t.Fatal(err)
+	}
+	var ids []string
+	for _, e := range entries {
+		ids = append(ids, e.Name())
+	}
+	return ids
 }

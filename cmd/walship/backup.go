@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -26,6 +27,7 @@ type backupOptions struct {
 	Compress       string
 	WALTimeout     time.Duration
 	JSON           bool
+	FromStandby    bool
 }
 
 func backupCommand(g *globals) *cli.Command {
@@ -68,6 +70,8 @@ Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
 			&cli.DurationFlag{Name: "wal-timeout", Value: backup.DefaultWALTimeout,
 				Usage: "how long to wait for the WAL the backup needs to be archived"},
 			&cli.BoolFlag{Name: "json", Usage: "print the backup's description as JSON"},
+			&cli.BoolFlag{Name: "from-standby", EnvVars: []string{"WALSHIP_FROM_STANDBY"},
+				Usage: "back up a standby too; without it, backup of a standby takes nothing and exits 0, so one timer can run on every node"},
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
@@ -82,6 +86,7 @@ Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
 				Compress:       c.String("compress"),
 				WALTimeout:     c.Duration("wal-timeout"),
 				JSON:           c.Bool("json"),
+				FromStandby:    c.Bool("from-standby"),
 			})
 		},
 	}
@@ -112,10 +117,18 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 		FastCheckpoint: opts.FastCheckpoint,
 		Compression:    comp,
 		WALTimeout:     opts.WALTimeout,
+		FromStandby:    opts.FromStandby,
 		Progress:       prog,
 		Logger:         g.logger,
 	})
 	tp.end()
+	if errors.Is(err, backup.ErrStandby) {
+		// Not a failure: the timer that runs backup on every node backs up
+		// the primary only.
+		g.logger.Info("the server is a standby: no backup taken (pass --from-standby to back up from it)")
+		fmt.Fprintln(g.stdout, "no backup: the server is a standby (pass --from-standby to back up from it)")
+		return nil
+	}
 	if err != nil {
 		return err
 	}
