@@ -3,7 +3,6 @@ package e2e
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -21,11 +20,9 @@ import (
 // pushConf returns the postgresql.conf lines of a primary archiving into arch
 // with walship push.
 func pushConf(bin, arch string, extra ...string) []string {
-	return append([]string{
-		"archive_mode = on",
-		fmt.Sprintf("archive_command = '%s push --archive %s %%p %%f'", bin, arch),
-		"wal_keep_size = '2GB'", // keep every segment in pg_wal to compare with
-	}, extra...)
+	conf := contribConf("primary.conf", contribPaths(bin, arch, ""))
+	conf = append(conf, "wal_keep_size = '2GB'") // keep every segment in pg_wal to compare with
+	return append(conf, extra...)
 }
 
 // archivedWAL returns the decompressed content of an archived WAL file.

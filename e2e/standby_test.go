@@ -1,11 +1,11 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -28,17 +28,13 @@ func newWarmPair(t *testing.T) *warmPair {
 		Conf:       pushConf(p.bin, p.arch),
 	})
 	p.primary.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
-	p.standby = pgtest.BaseBackup(t, p.primary, pgtest.Options{Conf: []string{
-		fmt.Sprintf("restore_command = '%s wait --archive %s --trigger %s --poll 100ms %%f %%p %%r'", p.bin, p.arch, p.trigger),
-		fmt.Sprintf("recovery_end_command = 'rm -f %s'", p.trigger),
-		"hot_standby = on",
-		// PostgreSQL 15+ reads WAL ahead of replay (recovery_prefetch), and
-		// the read-ahead blocks in the waiting restore_command: records of
-		// the segment before stay unapplied until the next one is archived.
-		"recovery_prefetch = off",
-		// Once promoted, it archives into the same archive.
-		fmt.Sprintf("archive_command = '%s push --archive %s %%p %%f'", p.bin, p.arch),
-	}})
+	// The settings of contrib/postgresql/standby-wait.conf, as the README
+	// says, with a short poll for a quick test.
+	conf := contribConf("standby-wait.conf", contribPaths(p.bin, p.arch, p.trigger))
+	for i, l := range conf {
+		conf[i] = strings.Replace(l, " wait --archive", " wait --poll 100ms --archive", 1)
+	}
+	p.standby = pgtest.BaseBackup(t, p.primary, pgtest.Options{Conf: conf})
 	p.standby.WriteFile(t, "recovery.signal", "")
 	// The backup ends in a segment the primary has not archived yet.
 	p.primary.SwitchWAL(t)

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Patroni custom bootstrap and replica-creation method for walship.
+#
+# Patroni runs it with --scope=… --datadir=… (and, to create a replica,
+# --role=… --connstring=…). It restores the newest walship backup into the
+# data directory; the recovery settings come from Patroni's recovery_conf
+# (see patroni.yml), because Patroni rewrites postgresql.auto.conf.
+#
+# Settings: WALSHIP_ARCHIVE (required), WALSHIP_BIN (default walship on
+# PATH), WALSHIP_RESTORE_ARGS (extra walship restore arguments, such as
+# --target-time or --backup).
+set -eu
+datadir=
+for arg in "$@"; do
+	case $arg in
+	--datadir=*) datadir=${arg#--datadir=} ;;
+	esac
+done
+if [ -z "$datadir" ]; then
+	echo "walship-restore.sh: Patroni passes --datadir=DIR; got: $*" >&2
+	exit 2
+fi
+: "${WALSHIP_ARCHIVE:?set WALSHIP_ARCHIVE to the walship archive}"
+# Patroni may leave an empty or half-made directory from an earlier attempt.
+# shellcheck disable=SC2086
+exec "${WALSHIP_BIN:-walship}" restore --archive "$WALSHIP_ARCHIVE" --pgdata "$datadir" --force \
+	${WALSHIP_RESTORE_ARGS:-}
