@@ -62,7 +62,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	app := newApp(stdout, stderr)
+	return runApp(ctx, newApp(stdout, stderr), args, stderr)
+}
+
+// runApp runs app, reports its error on stderr and returns the exit code.
+func runApp(ctx context.Context, app *cli.App, args []string, stderr io.Writer) int {
 	err := app.RunContext(ctx, args)
 	code := exitCode(err)
 	var q quietError
@@ -122,7 +126,9 @@ type globals struct {
 	logger         *slog.Logger
 }
 
-func newApp(stdout, stderr io.Writer) *cli.App {
+// newApp builds walship. Tests pass extra commands, which get the same
+// treatment as walship's own.
+func newApp(stdout, stderr io.Writer, extra ...*cli.Command) *cli.App {
 	g := &globals{stdout: stdout, stderr: stderr, logger: slog.New(slog.DiscardHandler)}
 	app := &cli.App{
 		Name:    "walship",
@@ -154,7 +160,7 @@ Exit codes: 0 done; 1 failed or not found (PostgreSQL retries); 2 usage error;
 			g.logger = l
 			return nil
 		},
-		Commands: []*cli.Command{
+		Commands: append([]*cli.Command{
 			pushCommand(g),
 			waitCommand(g),
 			promoteCommand(g),
@@ -165,7 +171,7 @@ Exit codes: 0 done; 1 failed or not found (PostgreSQL retries); 2 usage error;
 			infoCommand(g),
 			verifyCommand(g),
 			expireCommand(g),
-		},
+		}, extra...),
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes
 		OnUsageError:   onUsageError,
 	}
@@ -176,6 +182,7 @@ Exit codes: 0 done; 1 failed or not found (PostgreSQL retries); 2 usage error;
 			c.OnUsageError = onUsageError
 		}
 	}
+	readConfigFile(app, g)
 	return app
 }
 
