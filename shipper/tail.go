@@ -92,6 +92,10 @@ type Tail struct {
 	Now   func() time.Time
 	After func(time.Duration) <-chan time.Time
 
+	// Observer, if not nil, is told of every increment, poll and archive
+	// error, for metrics.
+	Observer TailObserver
+
 	cur      *tailSegment // the segment being shipped; nil before the first poll
 	id       *archive.Identity
 	enc      *zstd.Encoder
@@ -187,7 +191,13 @@ func (t *Tail) Run(ctx context.Context) error {
 // current one. After an error nothing is lost: the next Step starts where
 // the archive ends.
 func (t *Tail) Step(ctx context.Context) error {
+	defer t.observeLag()
 	pos, err := t.Source.Flush(ctx)
+	if errors.Is(err, ErrInRecovery) {
+		// A standby has nothing to ship, so it is not behind: once it is
+		// promoted the lag counts from here, not from when Run started.
+		t.caughtUp = t.now()
+	}
 	if err != nil {
 		return err
 	}
@@ -254,13 +264,13 @@ func (t *Tail) resume(ctx context.Context, pos Position) error {
 		prev := wal.SegmentName(pos.TLI, target-1, size)
 		rs, err := archive.ListIncrements(ctx, t.Storage, prev)
 		if err != nil {
-			return fmt.Errorf("list tail of %s: %w", prev, err)
+			return t.archiveErr(ctx, fmt.Errorf("list tail of %s: %w", prev, err))
 		}
 		if len(rs) > 0 && archive.ContiguousEnd(rs) < size {
 			if _, _, err := archive.StatWAL(ctx, t.Storage, prev); archive.IsNotExist(err) {
 				return t.begin(ctx, pos.TLI, target-1, size)
 			} else if err != nil {
-				return err
+				return t.archiveErr(ctx, err)
 			}
 		}
 	}
@@ -273,7 +283,7 @@ func (t *Tail) begin(ctx context.Context, tli wal.TimeLine, segno wal.SegNo, siz
 	name := wal.SegmentName(tli, segno, size)
 	rs, err := archive.ListIncrements(ctx, t.Storage, name)
 	if err != nil {
-		return fmt.Errorf("list tail of %s: %w", name, err)
+		return t.archiveErr(ctx, fmt.Errorf("list tail of %s: %w", name, err))
 	}
 	t.closeSegment()
 	t.cur = &tailSegment{name: name, tli: tli, segno: segno, size: size, shipped: archive.ContiguousEnd(rs)}
@@ -291,7 +301,7 @@ func (t *Tail) finish(ctx context.Context) error {
 		if archive.IsNotExist(err) {
 			return false, nil
 		}
-		return err == nil, err
+		return err == nil, t.archiveErr(ctx, err)
 	}
 	whole, err := archived()
 	if err != nil {
@@ -311,8 +321,12 @@ func (t *Tail) finish(ctx context.Context) error {
 	}
 	if whole {
 		if _, err := RemoveTail(ctx, t.Storage, t.cur.name); err != nil {
+			t.archiveErr(ctx, err)
 			t.logger().Warn("cannot remove the tail increments of an archived segment", "segment", t.cur.name, "err", err)
 		}
+	}
+	if t.Observer != nil {
+		t.Observer.SegmentArchived(t.cur.name)
 	}
 	return nil
 }
@@ -332,7 +346,7 @@ func (t *Tail) ship(ctx context.Context, upto int64) error {
 			// another tail: trust the archive.
 			rs, lerr := archive.ListIncrements(ctx, t.Storage, s.name)
 			if lerr != nil {
-				return lerr
+				return t.archiveErr(ctx, lerr)
 			}
 			if end := archive.ContiguousEnd(rs); end > s.shipped {
 				s.shipped = end
@@ -340,12 +354,15 @@ func (t *Tail) ship(ctx context.Context, upto int64) error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("store tail of %s: %w", s.name, err)
+			return t.archiveErr(ctx, fmt.Errorf("store tail of %s: %w", s.name, err))
 		}
 		s.shipped += n
 		t.stats.Increments++
 		t.stats.WALBytes += n
 		t.stats.StoredBytes += stored
+		if t.Observer != nil {
+			t.Observer.Shipped(s.name, s.end(), n, stored)
+		}
 	}
 	return nil
 }
@@ -397,7 +414,7 @@ func (t *Tail) gone(ctx context.Context, why string) error {
 		return errArchivedWhole
 	}
 	if !archive.IsNotExist(err) {
-		return err
+		return t.archiveErr(ctx, err)
 	}
 	return fmt.Errorf("segment %s is not archived and %s before its tail was shipped: is archive_mode on?", t.cur.name, why)
 }
@@ -411,7 +428,7 @@ func (t *Tail) checkIdentity(ctx context.Context, h wal.LongHeader) error {
 			id, err = archive.InitIdentity(ctx, t.Storage, archive.IdentityFromHeader(h, t.now()))
 		}
 		if err != nil {
-			return err
+			return t.archiveErr(ctx, err)
 		}
 		t.id = &id
 	}
@@ -446,22 +463,45 @@ func (t *Tail) closeSegment() {
 	}
 }
 
-// logLag logs how far the archive is behind the flush position: in bytes as
+// archiveErr tells the Observer that an archive operation failed with err,
+// unless err is nil or ctx ended, and returns err.
+func (t *Tail) archiveErr(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() == nil && t.Observer != nil {
+		t.Observer.ArchiveError(err)
+	}
+	return err
+}
+
+// lag returns how far the archive is behind the flush position: in bytes as
 // of the last poll, and in seconds since everything flushed was shipped.
+func (t *Tail) lag(now time.Time) TailLag {
+	l := TailLag{Flush: t.flush.LSN}
+	if !t.caughtUp.IsZero() {
+		l.Seconds = now.Sub(t.caughtUp).Seconds()
+	}
+	if t.cur != nil {
+		l.Shipped = t.cur.end()
+		if t.cur.tli == t.flush.TLI && t.flush.LSN > l.Shipped {
+			l.Bytes = int64(t.flush.LSN - l.Shipped)
+		}
+	}
+	return l
+}
+
+func (t *Tail) observeLag() {
+	if t.Observer != nil {
+		t.Observer.Lag(t.lag(t.now()))
+	}
+}
+
+// logLag logs the lag and what was shipped since it last did.
 func (t *Tail) logLag() {
 	now := t.now()
 	args := []any{"lsn", t.flush.LSN, "timeline", t.flush.TLI}
 	if t.cur != nil {
-		lag := int64(0)
-		if t.cur.tli == t.flush.TLI && t.flush.LSN > t.cur.end() {
-			lag = int64(t.flush.LSN - t.cur.end())
-		}
-		secs := 0.0
-		if !t.caughtUp.IsZero() {
-			secs = now.Sub(t.caughtUp).Seconds()
-		}
-		args = append(args, "segment", t.cur.name, "offset", t.cur.shipped, "lag_bytes", lag,
-			"lag_seconds", fmt.Sprintf("%.1f", secs))
+		l := t.lag(now)
+		args = append(args, "segment", t.cur.name, "offset", t.cur.shipped, "lag_bytes", l.Bytes,
+			"lag_seconds", fmt.Sprintf("%.1f", l.Seconds))
 	}
 	d := now.Sub(t.lastLogTime).Seconds()
 	s := t.stats

@@ -20,6 +20,8 @@ type tailOptions struct {
 	Compress string
 	Interval time.Duration
 	LogEvery time.Duration
+	// MetricsAddr is where to serve Prometheus metrics; empty serves none.
+	MetricsAddr string
 }
 
 // minTailInterval keeps a typo ("1us") from turning the daemon into a busy
@@ -52,7 +54,22 @@ On a standby it waits for the promotion. SIGTERM or SIGINT stop it cleanly:
 it logs what it shipped and dies by that signal (which systemd counts as a
 clean stop).
 
-Exit codes: 1 the archive belongs to another cluster; 2 usage error.`,
+With --metrics-addr (say :9854, or 127.0.0.1:9854) it serves Prometheus
+metrics at /metrics, without authentication:
+   walship_tail_shipped_lsn           where the WAL in the archive ends (an LSN, in bytes)
+   walship_tail_lag_bytes             WAL flushed and not yet shipped, as of the last poll
+   walship_tail_lag_seconds           time since everything flushed was shipped; alert on it,
+                                      as it grows while the server or the archive fails
+   walship_tail_increments_total      increments stored
+   walship_tail_wal_bytes_total       bytes of WAL shipped
+   walship_tail_stored_bytes_total    bytes stored, after compression
+   walship_tail_archive_errors_total  archive operations that failed and were retried
+   walship_tail_last_archived_segment_info{segment="…"}
+                                      1 for the last segment all in the archive
+and the go_* and process_* metrics of the daemon.
+
+Exit codes: 1 the archive belongs to another cluster; 2 usage error, or
+--metrics-addr cannot be listened on.`,
 		Flags: []cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
@@ -65,6 +82,8 @@ Exit codes: 1 the archive belongs to another cluster; 2 usage error.`,
 				Usage: "zstd (with checksum) or none"},
 			&cli.DurationFlag{Name: "log-every", Value: shipper.DefaultTailLogEvery, EnvVars: []string{"WALSHIP_TAIL_LOG_EVERY"},
 				Usage: "how often to log the lag behind the flush position"},
+			&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"WALSHIP_METRICS_ADDR"},
+				Usage: "serve Prometheus metrics at http://`ADDR`/metrics, such as :9854 (default: none)"},
 		},
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
@@ -77,6 +96,8 @@ Exit codes: 1 the archive belongs to another cluster; 2 usage error.`,
 				Compress: c.String("compress"),
 				Interval: c.Duration("interval"),
 				LogEvery: c.Duration("log-every"),
+
+				MetricsAddr: c.String("metrics-addr"),
 			})
 		},
 	}
@@ -118,6 +139,18 @@ func runTail(ctx context.Context, logger *slog.Logger, opts tailOptions) error {
 		Logger:      logger,
 		Interval:    opts.Interval,
 		LogEvery:    opts.LogEvery,
+	}
+	if opts.MetricsAddr != "" {
+		mctx, stop := context.WithCancel(ctx) // the server also stops when Run fails
+		m := newTailMetrics()
+		addr, done, err := serveMetrics(mctx, logger, opts.MetricsAddr, m.handler(logger))
+		if err != nil {
+			stop()
+			return err
+		}
+		defer func() { stop(); <-done }()
+		t.Observer = m
+		logger.Info("serving metrics", "url", "http://"+addr.String()+"/metrics")
 	}
 	logger.Info("tail started", "archive", u.String(), "interval", opts.Interval, "compress", comp.String())
 	err = t.Run(ctx)

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -88,7 +89,7 @@ func TestTailCommand(t *testing.T) {
 	done := make(chan int, 1)
 	go func() {
 		code, _ := tailApp(ctx, &out)("tail", "--archive", arch, "--pgdata", c.DataDir, "--dsn", c.ConnString(),
-			"--interval", "50ms", "--log-every", "100ms")
+			"--interval", "50ms", "--log-every", "100ms", "--metrics-addr", "127.0.0.1:0")
 		done <- code
 	}()
 	seg := c.QueryValue(t, "SELECT pg_walfile_name(pg_current_wal_flush_lsn())")
@@ -104,6 +105,15 @@ func TestTailCommand(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	time.Sleep(200 * time.Millisecond) // a lag line or two
+	m := regexp.MustCompile(`url=(http://\S+/metrics)`).FindStringSubmatch(out.String())
+	if m == nil {
+		t.Fatalf("no metrics URL logged:\n%s", out.String())
+	}
+	metrics := scrape(t, m[1])
+	if metrics["walship_tail_increments_total"] < 1 || metrics["walship_tail_shipped_lsn"] <= 0 {
+		t.Errorf("metrics after an increment: increments %v, shipped LSN %v", metrics["walship_tail_increments_total"],
+			metrics["walship_tail_shipped_lsn"])
+	}
 	cancel()
 	select {
 	case code := <-done:
