@@ -77,3 +77,41 @@ func TestContribPatroniRestore(t *testing.T) {
 		t.Errorf("walship-restore.sh without --datadir: %v %s; want an error naming --datadir", err, out)
 	}
 }
+
+// contrib/postgresql/standby-streaming.conf: a standby.signal standby that
+// falls back to the archive through walship fetch. With its primary
+// unreachable it follows the archive alone, and walship promote --pg
+// promotes it.
+func TestContribStandbySignalFetch(t *testing.T) {
+	bin := pgtest.Walship(t)
+	arch := pgtest.TempDir(t)
+	primary := pgtest.New(t, pgtest.Options{InitdbArgs: []string{"--wal-segsize=1"}, Conf: pushConf(bin, arch)})
+	primary.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	conf := contribConf("standby-streaming.conf", contribPaths(bin, arch, ""))
+	for i, l := range conf {
+		if strings.HasPrefix(l, "primary_conninfo") {
+			// Nothing listens there: only the archive feeds it.
+			conf[i] = "primary_conninfo = 'host=127.0.0.1 port=1 user=postgres connect_timeout=1'"
+		}
+	}
+	conf = append(conf, "wal_retrieve_retry_interval = '200ms'")
+	standby := pgtest.BaseBackup(t, primary, pgtest.Options{Conf: conf})
+	standby.WriteFile(t, "standby.signal", "")
+	primary.SwitchWAL(t)
+	standby.StartNoWait(t)
+	standby.WaitFor(t, "SELECT pg_is_in_recovery()", "t", time.Minute)
+
+	primary.Exec(t, "INSERT INTO t SELECT generate_series(1, 100)")
+	seg := primary.SwitchWAL(t)
+	primary.WaitFor(t, "SELECT last_archived_wal FROM pg_stat_archiver", seg, time.Minute)
+	standby.WaitFor(t, "SELECT count(*) FROM t", "100", time.Minute)
+
+	out, err := exec.Command(bin, "promote", "--pg", standby.ConnString(), "--wait").CombinedOutput()
+	if err != nil {
+		t.Fatalf("walship promote --pg: %v\n%s", err, out)
+	}
+	standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	if got := standby.QueryValue(t, "SELECT count(*) FROM t"); got != "100" {
+		t.Errorf("promoted standby has %s rows, want 100", got)
+	}
+}
