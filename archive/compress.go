@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"runtime"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -63,7 +65,7 @@ var ErrCorrupt = errors.New("archived file is corrupt")
 // frameSize is how much input goes into one zstd frame. Frames are
 // compressed in parallel and concatenated, which every zstd decoder reads as
 // one stream; each frame carries its own checksum.
-const frameSize = 4 << 20
+const frameSize = 1 << 20
 
 // encoderPool holds single-threaded encoders: parallelism comes from
 // compressing several frames at once, which beats zstd's own block
@@ -73,7 +75,10 @@ var encoderPool = sync.Pool{New: func() any {
 		zstd.WithEncoderLevel(zstd.SpeedFastest),
 		zstd.WithEncoderCRC(true),
 		zstd.WithEncoderConcurrency(1),
-		zstd.WithLowerEncoderMem(false))
+		// A frame is one chunk: a larger window only costs memory, which
+		// a fresh process pays for in page faults.
+		zstd.WithWindowSize(frameSize),
+		zstd.WithLowerEncoderMem(true))
 	if err != nil {
 		panic(err) // only invalid options fail, and these are constant
 	}
@@ -88,31 +93,38 @@ func Compress(r io.Reader) io.ReadCloser {
 	return pr
 }
 
+// bufPool holds frame-sized buffers for input chunks and output frames.
+// Reusing them matters more than it seems: fresh memory costs a page fault
+// per 4 KiB, and on a VM that hands freed pages back to its host that was
+// most of the cost of compressing a segment.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, frameSize+frameSize/64+64); return &b }}
+
 // compressFrames reads r in frameSize chunks, compresses up to GOMAXPROCS
 // chunks at a time and writes the frames to w in order.
 func compressFrames(w io.Writer, r io.Reader) error {
 	workers := min(runtime.GOMAXPROCS(0), 4)
 	type job struct {
-		in   []byte
-		out  []byte
-		done chan struct{}
+		in, out *[]byte
+		done    chan struct{}
 	}
 	jobs := make(chan *job, workers)
 	errc := make(chan error, 1)
 	go func() {
 		defer close(jobs)
 		for {
-			in := make([]byte, frameSize)
-			n, err := io.ReadFull(r, in)
+			in := bufPool.Get().(*[]byte)
+			*in = (*in)[:frameSize]
+			n, err := io.ReadFull(r, *in)
 			if n > 0 {
-				j := &job{in: in[:n], done: make(chan struct{})}
+				*in = (*in)[:n]
+				j := &job{in: in, out: bufPool.Get().(*[]byte), done: make(chan struct{})}
 				go func() {
-					e := encoderPool.Get().(*zstd.Encoder)
-					j.out = e.EncodeAll(j.in, make([]byte, 0, len(j.in)/2))
-					encoderPool.Put(e)
+					*j.out = compressFrame((*j.out)[:0], *j.in)
 					close(j.done)
 				}()
 				jobs <- j
+			} else {
+				bufPool.Put(in)
 			}
 			if err == io.EOF || err == io.ErrUnexpectedEOF {
 				errc <- nil
@@ -129,9 +141,11 @@ func compressFrames(w io.Writer, r io.Reader) error {
 	for j := range jobs {
 		<-j.done
 		if werr == nil {
-			_, werr = w.Write(j.out)
+			_, werr = w.Write(*j.out)
 			wrote = true
 		}
+		bufPool.Put(j.in)
+		bufPool.Put(j.out)
 	}
 	if err := <-errc; err != nil {
 		return err
@@ -143,6 +157,65 @@ func compressFrames(w io.Writer, r io.Reader) error {
 		encoderPool.Put(e)
 	}
 	return werr
+}
+
+// compressFrame returns in as one zstd frame with its content checksum. A
+// chunk that a sample shows to be incompressible (WAL of random or already
+// compressed data) is stored in raw blocks instead: compressing it would
+// cost more time than cp and save a few percent.
+func compressFrame(dst, in []byte) []byte {
+	if incompressible(in) {
+		return rawFrame(dst, in)
+	}
+	e := encoderPool.Get().(*zstd.Encoder)
+	defer encoderPool.Put(e)
+	return e.EncodeAll(in, dst)
+}
+
+// sampleSize is how much of a chunk incompressible tries to compress.
+const sampleSize = 32 << 10
+
+// incompressible reports whether zstd would save less than a tenth of in,
+// judging by samples at its start and middle.
+func incompressible(in []byte) bool {
+	if len(in) < 4*sampleSize {
+		return false
+	}
+	e := encoderPool.Get().(*zstd.Encoder)
+	defer encoderPool.Put(e)
+	var out []byte
+	for _, off := range []int{0, len(in) / 2} {
+		out = e.EncodeAll(in[off:off+sampleSize], out[:0])
+		if len(out) < sampleSize*9/10 {
+			return false
+		}
+	}
+	return true
+}
+
+// rawFrame returns in as a zstd frame of raw blocks (RFC 8878): the frame
+// header with the content size and the checksum flag, blocks of at most
+// 128 KiB stored as they are, and the low 32 bits of in's XXH64.
+func rawFrame(out, in []byte) []byte {
+	const maxBlock = 128 << 10
+	out = binary.LittleEndian.AppendUint32(out, 0xFD2FB528)
+	// Frame header descriptor: 4-byte content size, single segment (the
+	// window is the content), content checksum.
+	out = append(out, 2<<6|1<<5|1<<2)
+	out = binary.LittleEndian.AppendUint32(out, uint32(len(in)))
+	for off := 0; off < len(in) || off == 0; off += maxBlock {
+		n := min(maxBlock, len(in)-off)
+		hdr := uint32(n) << 3 // block type 0: raw
+		if off+n == len(in) {
+			hdr |= 1 // last block
+		}
+		out = append(out, byte(hdr), byte(hdr>>8), byte(hdr>>16))
+		out = append(out, in[off:off+n]...)
+		if n == 0 {
+			break
+		}
+	}
+	return binary.LittleEndian.AppendUint32(out, uint32(xxhash.Sum64(in)))
 }
 
 // Decompress returns a reader of the bytes that r holds compressed. A

@@ -103,3 +103,52 @@ func TestParseCompression(t *testing.T) {
 		t.Error("ParseCompression(lz4) succeeded, want an error")
 	}
 }
+
+// Incompressible chunks are stored as raw zstd blocks: still a valid zstd
+// stream with its checksum, which any zstd decoder reads and checks.
+func TestCompressIncompressible(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	in := make([]byte, 16<<20)
+	for i := range in {
+		in[i] = byte(r.Uint32())
+	}
+	copy(in[8<<20:], bytes.Repeat([]byte("compressible "), 1<<17)) // a chunk that compresses
+	z, err := io.ReadAll(Compress(bytes.NewReader(in)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(z) > len(in)-frameSize || len(z) < len(in)*8/10 {
+		t.Errorf("compressed %d bytes to %d, want raw frames and one compressed chunk", len(in), len(z))
+	}
+	d, err := Decompress(bytes.NewReader(z))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(d)
+	if err != nil || !bytes.Equal(got, in) {
+		t.Fatalf("round trip: %v, equal %v", err, bytes.Equal(got, in))
+	}
+	for _, off := range []int{20, len(z) / 4, len(z) - 2} { // in a raw block, and the checksum
+		bad := bytes.Clone(z)
+		bad[off] ^= 0x10
+		d, err := Decompress(bytes.NewReader(bad))
+		if err == nil {
+			_, err = io.ReadAll(d)
+		}
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("byte %d flipped: %v, want ErrCorrupt", off, err)
+		}
+	}
+	for _, n := range []int{1, 128 << 10, 128<<10 + 1, 300 << 10} {
+		b := in[:n]
+		z := rawFrame(nil, b)
+		d, err := Decompress(bytes.NewReader(z))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := io.ReadAll(d)
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("raw frame of %d bytes: %v", n, err)
+		}
+	}
+}
