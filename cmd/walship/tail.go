@@ -15,6 +15,7 @@ import (
 // tailOptions are the settings of walship tail.
 type tailOptions struct {
 	Archive  string
+	SSH      sshOptions
 	PGData   string
 	DSN      string
 	Compress string
@@ -70,7 +71,7 @@ and the go_* and process_* metrics of the daemon.
 
 Exit codes: 1 the archive belongs to another cluster; 2 usage error, or
 --metrics-addr cannot be listened on.`,
-		Flags: []cli.Flag{
+		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
 				Usage: "the primary's data directory, whose pg_wal is read (default: the server's data_directory, which needs a superuser or pg_read_all_settings)"},
@@ -84,13 +85,14 @@ Exit codes: 1 the archive belongs to another cluster; 2 usage error, or
 				Usage: "how often to log the lag behind the flush position"},
 			&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"WALSHIP_METRICS_ADDR"},
 				Usage: "serve Prometheus metrics at http://`ADDR`/metrics, such as :9854 (default: none)"},
-		},
+		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return usagef("tail takes no arguments; got %d", c.NArg())
 			}
 			return runTail(c.Context, g.logger, tailOptions{
 				Archive:  c.String("archive"),
+				SSH:      sshOptionsFrom(c, g.logger),
 				PGData:   c.String("pgdata"),
 				DSN:      c.String("dsn"),
 				Compress: c.String("compress"),
@@ -124,7 +126,7 @@ func runTail(ctx context.Context, logger *slog.Logger, opts tailOptions) error {
 	// A daemon outlives an archive that is away for a while (an NFS server
 	// rebooting): opening it is retried like any other archive error.
 	st := archive.Lazy(u.String(), func(ctx context.Context) (archive.Storage, error) {
-		return openArchive(ctx, opts.Archive)
+		return openArchive(ctx, opts.Archive, opts.SSH)
 	})
 	defer st.Close()
 	src := &shipper.PGSource{ConnString: opts.DSN}
