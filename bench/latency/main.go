@@ -254,7 +254,7 @@ func run() error {
 			wake, rest, exit = append(wake, w), append(rest, r), append(exit, x)
 		}
 		if raw != nil {
-			fmt.Fprintf(raw, "%s,%s,%d,%s,%.3f,%.3f,%.3f,%.3f\n", *label, *mode, i, file, l, w, r, x)
+			fmt.Fprintf(raw, "%q,%s,%d,%s,%.3f,%.3f,%.3f,%.3f\n", *label, *mode, i, file, l, w, r, x)
 		}
 		os.Remove(final)
 	}
