@@ -101,10 +101,18 @@ func New(t testing.TB, opts Options) *Cluster {
 func BaseBackup(t testing.TB, primary *Cluster, opts Options) *Cluster {
 	t.Helper()
 	c := newCluster(t)
+	// pg_basebackup's own temporary slot is made only once the backup has
+	// started, and a checkpoint in between (another test's backup on the
+	// same primary) can recycle the segment the stream starts in. A slot
+	// made beforehand, reserving WAL at once, closes that window.
+	slot := "pgtest_basebackup_" + strconv.Itoa(c.Port)
+	primary.Exec(t, "SELECT pg_create_physical_replication_slot('"+slot+"', true)")
 	cmd := command(t, c.Home, primary.env(), "pg_basebackup", "-D", c.DataDir,
-		"-X", "stream", "-c", "fast", "--no-sync",
+		"-X", "stream", "-S", slot, "-c", "fast", "--no-sync",
 		"-h", "127.0.0.1", "-p", strconv.Itoa(primary.Port), "-U", "postgres")
-	if out, err := cmd.CombinedOutput(); err != nil {
+	out, err := cmd.CombinedOutput()
+	primary.Exec(t, "SELECT pg_drop_replication_slot('"+slot+"')")
+	if err != nil {
 		t.Fatalf("pg_basebackup: %v\n%s\nprimary's server log:\n%s", err, out, primary.LogTail(failLogLines))
 	}
 	c.writePortConf(t)
