@@ -36,11 +36,17 @@ var version = "dev"
 
 func main() {
 	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
 	ctx, cancel := context.WithCancel(context.Background())
 	var got atomic.Value
 	go func() {
 		s := <-sigc
+		if s == syscall.SIGQUIT {
+			// PostgreSQL's immediate shutdown: go at once. Go's own
+			// handler would dump every goroutine into the server log;
+			// 128+3 reads, like death by the signal, as "stop recovery".
+			os.Exit(128 + int(syscall.SIGQUIT))
+		}
 		got.Store(s)
 		cancel()
 	}()

@@ -168,3 +168,27 @@ func TestWaitDiesBySIGTERM(t *testing.T) {
 		t.Errorf("wait after SIGTERM: %v, want killed by SIGTERM", err)
 	}
 }
+
+// SIGQUIT (PostgreSQL's immediate shutdown) ends wait at once with a code
+// above 125 and without Go's goroutine dump in the server log.
+func TestWaitQuitsOnSIGQUIT(t *testing.T) {
+	bin := pgtest.Walship(t)
+	arch, _, _ := archiveWith(t)
+	cmd := exec.Command(bin, "wait", "--archive", arch, "000000010000000000000009", filepath.Join(t.TempDir(), "RECOVERYXLOG"))
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := cmd.Process.Signal(syscall.SIGQUIT); err != nil {
+		t.Fatal(err)
+	}
+	cmd.Wait()
+	if code := cmd.ProcessState.ExitCode(); code <= 125 {
+		t.Errorf("wait after SIGQUIT: exit %d, want above 125", code)
+	}
+	if strings.Contains(stderr.String(), "goroutine") {
+		t.Errorf("wait after SIGQUIT wrote a goroutine dump:\n%s", stderr.String())
+	}
+}
