@@ -484,3 +484,64 @@ func backupIDs(t *testing.T, dir string) []string {
 	}
 	return ids
 }
+
+// walship cleanup as a standby's archive_cleanup_command removes the WAL
+// older than the standby's restart point, but not the WAL the archive's
+// backup needs: point-in-time recovery from it still works afterwards.
+func TestCleanupKeepsBackupWAL(t *testing.T) {
+	s := newBackupSetup(t)
+	p := s.primary
+	p.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	for i := 1; i <= 3; i++ {
+		p.Exec(t, fmt.Sprintf("INSERT INTO t VALUES (%d)", i))
+		s.archiveAll(t)
+	}
+	b := s.backup(t, p)
+
+	standby := s.restoreStopped(t)
+	// walship restore turns archive_cleanup_command off in
+	// postgresql.auto.conf, which postgresql.conf cannot override.
+	auto, err := os.OpenFile(filepath.Join(standby.DataDir, "postgresql.auto.conf"), os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(auto, "archive_cleanup_command = '%s cleanup --archive %s %%r'\n", s.bin, s.arch)
+	if err := auto.Close(); err != nil {
+		t.Fatal(err)
+	}
+	standby.WriteFile(t, "standby.signal", "")
+	standby.Start(t)
+	for i := 4; i <= 6; i++ {
+		p.Exec(t, fmt.Sprintf("INSERT INTO t VALUES (%d)", i))
+		p.Exec(t, "CHECKPOINT") // a restart point for the standby
+		s.archiveAll(t)
+	}
+	standby.WaitFor(t, "SELECT count(*) FROM t", "6", time.Minute)
+	// The restart point runs archive_cleanup_command before CHECKPOINT
+	// returns.
+	standby.Exec(t, "CHECKPOINT")
+
+	segs := archivedSegments(t, openLocal(t, s.arch))
+	var older, kept int
+	for _, seg := range segs {
+		if seg < b.StartWAL {
+			older++
+		} else {
+			kept++
+		}
+	}
+	if older != 0 {
+		t.Errorf("after cleanup the archive still holds %d segments older than the backup's %s: %v", older, b.StartWAL, segs)
+	}
+	if kept < 4 {
+		t.Errorf("after cleanup the archive holds %d segments from the backup's %s on, want every one since: %v", kept, b.StartWAL, segs)
+	}
+	if out := s.walship(t, "verify", "--archive", s.arch); !strings.Contains(out, " 0 problems") {
+		t.Errorf("verify after cleanup:\n%s", out)
+	}
+	c := s.restore(t)
+	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	if got := rows(t, c); got != "1,2,3,4,5,6" {
+		t.Errorf("restored rows after cleanup %q, want 1,2,3,4,5,6", got)
+	}
+}

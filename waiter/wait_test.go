@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -404,33 +405,77 @@ func TestWaitContextEnds(t *testing.T) {
 }
 
 func TestCleanup(t *testing.T) {
-	e := newArchive(t)
-	keep := []string{"00000001.history", name(3) + ".partial", name(1) + ".00000028.backup"}
-	for _, n := range []string{name(1), name(2), name(3), name(4)} {
-		e.put(n, segment(t, sysID, 1, mustSeg(t, n)), archive.Zstd)
+	ctx := context.Background()
+	setup := func(t *testing.T) *env {
+		e := newArchive(t)
+		for _, n := range []string{name(1), name(2), name(3), name(4)} {
+			e.put(n, segment(t, sysID, 1, mustSeg(t, n)), archive.Zstd)
+		}
+		e.put(wal.SegmentName(2, 2, segSize), segment(t, sysID, 2, 2), archive.Zstd)
+		for _, n := range []string{"00000001.history", name(3) + ".partial", name(1) + ".00000028.backup"} {
+			e.put(n, []byte("1\t0/3000060\tx\n"), archive.None)
+		}
+		return e
 	}
-	e.put(wal.SegmentName(2, 2, segSize), segment(t, sysID, 2, 2), archive.Zstd)
-	for _, n := range keep {
-		e.put(n, []byte("1\t0/3000060\tx\n"), archive.None)
+	left := func(t *testing.T, e *env) []string {
+		fis, err := e.st.List(ctx, archive.WALDir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, fi := range fis {
+			names = append(names, fi.Name)
+		}
+		return names
 	}
-	removed, err := Cleanup(context.Background(), e.st, wal.SegmentName(2, 3, segSize), nil)
-	if err != nil {
-		t.Fatal(err)
+	all := []string{name(1) + ".00000028.backup", name(1) + ".zst", name(2) + ".zst", name(3) + ".partial", name(3) + ".zst", name(4) + ".zst",
+		"00000001.history", wal.SegmentName(2, 2, segSize) + ".zst"}
+	for _, tc := range []struct {
+		name          string
+		restart, keep string
+		dryRun        bool
+		removed       []string
+	}{
+		{name: "segments before %r on every timeline", restart: wal.SegmentName(2, 3, segSize),
+			removed: []string{name(1) + ".zst", name(2) + ".zst", wal.SegmentName(2, 2, segSize) + ".zst"}},
+		{name: "a .backup file as the cleanup point", restart: name(2) + ".00000028.backup",
+			removed: []string{name(1) + ".zst"}},
+		{name: "the oldest backup's WAL is kept", restart: wal.SegmentName(2, 4, segSize), keep: name(2),
+			removed: []string{name(1) + ".zst"}},
+		{name: "a backup older than %r changes nothing", restart: name(2), keep: name(1),
+			removed: nil},
+		{name: "dry run", restart: name(3), dryRun: true,
+			removed: []string{name(1) + ".zst", name(2) + ".zst", wal.SegmentName(2, 2, segSize) + ".zst"}},
+		{name: "all-zero %r", restart: "000000010000000000000000", removed: nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := setup(t)
+			removed, err := Cleanup(ctx, e.st, tc.restart, CleanupOptions{KeepFrom: tc.keep, DryRun: tc.dryRun})
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(removed)
+			if !slices.Equal(removed, tc.removed) {
+				t.Errorf("removed %v, want %v", removed, tc.removed)
+			}
+			var want []string
+			for _, n := range all {
+				if tc.dryRun || !slices.Contains(tc.removed, n) {
+					want = append(want, n)
+				}
+			}
+			got := left(t, e)
+			slices.Sort(got)
+			slices.Sort(want)
+			if !slices.Equal(got, want) {
+				t.Errorf("left %v, want %v", got, want)
+			}
+		})
 	}
-	if removed != 3 {
-		t.Errorf("removed %d files, want 3 (segments 1 and 2 of timeline 1, 2 of timeline 2)", removed)
-	}
-	fis, _ := e.st.List(context.Background(), archive.WALDir)
-	var left []string
-	for _, fi := range fis {
-		left = append(left, fi.Name)
-	}
-	want := []string{name(1) + ".00000028.backup", name(3) + ".partial", name(3) + ".zst", name(4) + ".zst", "00000001.history"}
-	if len(left) != len(want) {
-		t.Fatalf("left %v, want %v", left, want)
-	}
-	if n, _ := Cleanup(context.Background(), e.st, "000000010000000000000000", nil); n != 0 {
-		t.Errorf("all-zero %%r removed %d files", n)
+	for _, bad := range []string{"00000001.history", "../000000010000000000000003", "junk", ""} {
+		if _, err := Cleanup(ctx, setup(t).st, bad, CleanupOptions{}); err == nil {
+			t.Errorf("Cleanup(%q): no error", bad)
+		}
 	}
 }
 

@@ -44,6 +44,12 @@ type Storage struct {
 	// that exists. Tests swap it to exercise the link(2) fallback.
 	renameNoReplace func(oldpath, newpath string) error
 
+	// owner, when set, is the uid and gid every file and directory walship
+	// creates is given: the archive root's, when walship runs as root in
+	// an archive someone else owns. A backup taken by root from cron must
+	// stay readable, and removable, by the PostgreSQL user's commands.
+	owner *[2]int
+
 	mu       sync.Mutex
 	watchers map[*fsnotify.Watcher]struct{}
 	closed   bool
@@ -68,7 +74,20 @@ func New(root string) (*Storage, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("archive %s is not a directory", root)
 	}
-	return &Storage{root: root, renameNoReplace: renameat2NoReplace}, nil
+	s := &Storage{root: root, renameNoReplace: renameat2NoReplace}
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && st.Uid != 0 {
+		s.owner = &[2]int{int(st.Uid), int(st.Gid)}
+	}
+	return s, nil
+}
+
+// own gives path the archive root's owner when walship runs as root; see
+// Storage.owner.
+func (s *Storage) own(path string) error {
+	if s.owner == nil {
+		return nil
+	}
+	return os.Lchown(path, s.owner[0], s.owner[1])
 }
 
 // String returns the archive's root directory.
@@ -115,6 +134,9 @@ func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error)
 			os.Remove(tmp)
 		}
 	}()
+	if err := s.own(tmp); err != nil {
+		return err
+	}
 	if err := copyCtx(ctx, f, r); err != nil {
 		return err
 	}
@@ -213,6 +235,10 @@ func (s *Storage) mkdirAll(dir string) error {
 			return s.checkRoot()
 		case err != nil:
 			return err
+		default:
+			if err := s.own(p); err != nil {
+				return err
+			}
 		}
 		// Also after EEXIST: a concurrent Put may have created p and not
 		// yet fsynced its parent.
@@ -406,7 +432,7 @@ func (s *Storage) Watch(ctx context.Context, dir string) (<-chan struct{}, error
 		}
 		p = s.path(dir)
 	}
-	if err := os.MkdirAll(p, 0o750); err != nil {
+	if err := s.mkdirAll(p); err != nil {
 		return nil, fmt.Errorf("watch %s: %w", p, err)
 	}
 	var st unix.Statfs_t

@@ -337,3 +337,55 @@ func TestWatchIgnoresTempFiles(t *testing.T) {
 	case <-time.After(200 * time.Millisecond):
 	}
 }
+
+// Run as root in an archive another user owns, walship gives what it creates
+// to that user: a backup taken by root must stay readable and removable by
+// the PostgreSQL user's restore_command and archive_cleanup_command.
+func TestPutAsRootKeepsArchiveOwner(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root; CI runs as root")
+	}
+	const uid, gid = 65534, 65534 // nobody, nogroup
+	root := t.TempDir()
+	if err := os.Chown(root, uid, gid); err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := s.Put(ctx, "backups/20261122T000000Z/base.tar.zst", strings.NewReader("data")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.Watch(ctx, "wal"); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range []string{"backups", "backups/20261122T000000Z", "backups/20261122T000000Z/base.tar.zst", "wal"} {
+		fi, err := os.Lstat(filepath.Join(root, p))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st := fi.Sys().(*syscall.Stat_t)
+		if st.Uid != uid || st.Gid != gid {
+			t.Errorf("%s is owned by %d:%d, want the archive's owner %d:%d", p, st.Uid, st.Gid, uid, gid)
+		}
+	}
+
+	// An archive root owns itself: nothing changes hands.
+	mine := t.TempDir()
+	s, err = New(mine)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Put(ctx, "x/y", strings.NewReader("data")); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(filepath.Join(mine, "x/y"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); st.Uid != 0 {
+		t.Errorf("x/y in root's own archive is owned by %d, want 0", st.Uid)
+	}
+}

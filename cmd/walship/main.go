@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -50,7 +51,9 @@ func main() {
 		got.Store(s)
 		cancel()
 	}()
+	stopProfile := startProfile()
 	code := runContext(ctx, os.Args, os.Stdout, os.Stderr)
+	stopProfile()
 	if s, ok := got.Load().(syscall.Signal); ok {
 		// Die by the signal that stopped us, as PostgreSQL expects of a
 		// restore_command: killed by SIGTERM means "shutting down", while an
@@ -60,6 +63,24 @@ func main() {
 		time.Sleep(time.Second)
 	}
 	os.Exit(code)
+}
+
+// startProfile writes a CPU profile to $WALSHIP_CPUPROFILE, for developers
+// measuring where a command spends its time (see BENCHMARKS.md).
+func startProfile() (stop func()) {
+	path := os.Getenv("WALSHIP_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "walship: WALSHIP_CPUPROFILE: %v\n", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 // run runs walship with args and returns its exit code; tests call it.
@@ -177,6 +198,7 @@ Exit codes: 0 done; 1 failed or not found (PostgreSQL retries); 2 usage error;
 			infoCommand(g),
 			verifyCommand(g),
 			expireCommand(g),
+			cleanupCommand(g),
 		}, extra...),
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes
 		OnUsageError:   onUsageError,

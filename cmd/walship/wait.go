@@ -84,7 +84,7 @@ archive holds bad WAL, or walship was called wrongly.`,
 			&cli.DurationFlag{Name: "poll", Value: waiter.DefaultPoll, EnvVars: []string{"WALSHIP_POLL"},
 				Usage: "how often to look into the archive when it cannot be watched (NFS, SFTP); also the safety net when it can"},
 			&cli.BoolFlag{Name: "cleanup", EnvVars: []string{"WALSHIP_CLEANUP"},
-				Usage: "remove archived segments older than %r (never .history); only for an archive that feeds this one standby"},
+				Usage: "remove archived segments older than %r, as walship cleanup does (never .history, nor the WAL of a backup); only for an archive that feeds this one standby"},
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
 				Usage: "the standby's data directory, to read its system identifier (default: the current directory, where PostgreSQL runs restore_command)"},
 		}, sshFlags()...),
@@ -160,10 +160,8 @@ func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
 		return err
 	}
 	if opts.Cleanup {
-		if n, err := waiter.Cleanup(ctx, st, opts.Restart, logger); err != nil {
+		if _, _, err := cleanup(ctx, st, opts.Restart, false, logger); err != nil {
 			logger.Warn("cleanup failed; the segment was restored", "err", err)
-		} else if n > 0 {
-			logger.Info("removed archived segments older than the restart point", "files", n, "restart", opts.Restart)
 		}
 	}
 	return nil
