@@ -111,6 +111,7 @@ func standbySignal(pgdata string) bool {
 }
 
 func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error {
+	oneShot()
 	if opts.Prefetch < 0 {
 		return usagef("--prefetch must not be negative")
 	}

@@ -61,6 +61,7 @@ Exit codes: 0 archived; 1 failed (PostgreSQL retries later); 2 usage error.`,
 }
 
 func runPush(ctx context.Context, logger *slog.Logger, opts pushOptions) error {
+	oneShot()
 	comp, err := archive.ParseCompression(opts.Compress)
 	if err != nil {
 		return usageError{err}

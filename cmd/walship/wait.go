@@ -123,6 +123,7 @@ archive holds bad WAL, or walship was called wrongly.`,
 }
 
 func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
+	oneShot()
 	if opts.Cleanup && opts.Restart == "" {
 		return usagef("--cleanup needs %%r as the third argument")
 	}
