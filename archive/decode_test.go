@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"testing"
+	"testing/iotest"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -53,7 +54,29 @@ func compressAll(t testing.TB, in []byte) []byte {
 	return z
 }
 
-func TestDecompressBytes(t *testing.T) {
+// decodeBoth decodes z through FrameReader's Read and through its WriteTo
+// (parallel), which must agree, and returns the result.
+func decodeBoth(t testing.TB, z []byte) ([]byte, error) {
+	t.Helper()
+	viaRead, errRead := io.ReadAll(struct{ io.Reader }{NewFrameReader(bytes.NewReader(z))})
+	var viaWriteTo bytes.Buffer
+	// Two Reads first, so WriteTo starts inside a frame.
+	fr := NewFrameReader(bytes.NewReader(z))
+	head := make([]byte, 10)
+	n, errHead := io.ReadFull(fr, head)
+	viaWriteTo.Write(head[:n])
+	_, errWriteTo := fr.WriteTo(&viaWriteTo)
+	if errHead != nil && errHead != io.EOF && errHead != io.ErrUnexpectedEOF {
+		errWriteTo = errHead
+	}
+	fr.Close()
+	if (errRead == nil) != (errWriteTo == nil) || (errRead == nil && !bytes.Equal(viaRead, viaWriteTo.Bytes())) {
+		t.Fatalf("Read gave %d bytes and %v, WriteTo %d bytes and %v", len(viaRead), errRead, viaWriteTo.Len(), errWriteTo)
+	}
+	return viaRead, errRead
+}
+
+func TestFrameReader(t *testing.T) {
 	// A segment of mixed chunks: compressed frames and raw-block frames.
 	mixed := append(compressible(3<<20+77, 1), incompressibleBytes(2<<20)...)
 	for _, tc := range []struct {
@@ -69,7 +92,7 @@ func TestDecompressBytes(t *testing.T) {
 		{"zstd tool stream without content size", compressible(3<<20, 4), zstdStream},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			got, err := DecompressBytes(tc.z(t, tc.in))
+			got, err := decodeBoth(t, tc.z(t, tc.in))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -80,13 +103,13 @@ func TestDecompressBytes(t *testing.T) {
 	}
 }
 
-func TestDecompressBytesSkipsSkippableFrames(t *testing.T) {
+func TestFrameReaderSkipsSkippableFrames(t *testing.T) {
 	in := compressible(2<<20, 5)
 	z := compressAll(t, in)
 	skip := binary.LittleEndian.AppendUint32(nil, 0x184D2A50)
 	skip = binary.LittleEndian.AppendUint32(skip, 5)
 	skip = append(skip, "hello"...)
-	got, err := DecompressBytes(append(skip, z...))
+	got, err := decodeBoth(t, append(skip, z...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +118,7 @@ func TestDecompressBytesSkipsSkippableFrames(t *testing.T) {
 	}
 }
 
-func TestDecompressBytesCorrupt(t *testing.T) {
+func TestFrameReaderCorrupt(t *testing.T) {
 	in := compressible(3<<20, 6)
 	z := compressAll(t, in)
 	raw := compressAll(t, incompressibleBytes(1<<20))
@@ -115,7 +138,7 @@ func TestDecompressBytesCorrupt(t *testing.T) {
 		{"stream without content size, checksum", flip(zstdStream(t, in), -2)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := DecompressBytes(tc.z)
+			_, err := decodeBoth(t, tc.z)
 			if !errors.Is(err, ErrCorrupt) {
 				t.Errorf("got %v, want ErrCorrupt", err)
 			}
@@ -134,17 +157,17 @@ func flip(b []byte, i int) []byte {
 	return c
 }
 
-// FuzzDecompressBytes checks the frame walker against the streaming decoder:
-// whatever the input, DecompressBytes must not panic, and when it succeeds
-// the streaming decoder must read the same bytes.
-func FuzzDecompressBytes(f *testing.F) {
+// FuzzFrameReader checks the frame walker against zstd's stream decoder:
+// whatever the input, FrameReader must not panic, its Read and WriteTo must
+// agree, and when it succeeds the stream decoder must read the same bytes.
+func FuzzFrameReader(f *testing.F) {
 	// Small seeds: the fuzzer slows down a lot on large inputs.
 	f.Add(compressAll(f, compressible(5000, 9)))
 	f.Add(append(rawFrame(nil, incompressibleBytes(700)), compressAll(f, compressible(900, 10))...))
 	f.Add(zstdStream(f, []byte("walship walship walship")))
 	f.Add([]byte{0x28, 0xb5, 0x2f, 0xfd, 0x20, 0x01, 0x09, 0x00, 0x00, 'x'})
 	f.Fuzz(func(t *testing.T, z []byte) {
-		got, err := DecompressBytes(z)
+		got, err := decodeBoth(t, z)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("error %v does not match ErrCorrupt", err)
@@ -158,10 +181,51 @@ func FuzzDecompressBytes(f *testing.F) {
 		defer d.Close()
 		want, err := io.ReadAll(d)
 		if err != nil {
-			t.Fatalf("DecompressBytes accepted what the stream decoder refuses: %v", err)
+			t.Fatalf("FrameReader accepted what the stream decoder refuses: %v", err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Fatalf("DecompressBytes gave %d bytes, the stream decoder %d", len(got), len(want))
+			t.Fatalf("FrameReader gave %d bytes, the stream decoder %d", len(got), len(want))
 		}
 	})
+}
+
+// An error of the source is passed on as it is, not as corruption, by Read
+// and by WriteTo alike: callers retry I/O errors.
+func TestFrameReaderSourceError(t *testing.T) {
+	z := compressAll(t, compressible(5<<20, 11))
+	boom := errors.New("connection reset")
+	for _, cut := range []int{0, 10, len(z) / 2, len(z) - 1} {
+		src := func() io.Reader { return io.MultiReader(bytes.NewReader(z[:cut]), iotest.ErrReader(boom)) }
+		if _, err := io.ReadAll(struct{ io.Reader }{NewFrameReader(src())}); !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
+			t.Errorf("Read, source failing after %d bytes: got %v, want %v", cut, err, boom)
+		}
+		if _, err := NewFrameReader(src()).WriteTo(io.Discard); !errors.Is(err, boom) || errors.Is(err, ErrCorrupt) {
+			t.Errorf("WriteTo, source failing after %d bytes: got %v, want %v", cut, err, boom)
+		}
+	}
+}
+
+// A failing writer stops WriteTo with the writer's error.
+func TestFrameReaderWriteError(t *testing.T) {
+	z := compressAll(t, compressible(9<<20, 12))
+	full := errors.New("no space left on device")
+	w := &failAfter{n: 3 << 20, err: full}
+	if _, err := NewFrameReader(bytes.NewReader(z)).WriteTo(w); !errors.Is(err, full) {
+		t.Errorf("got %v, want %v", err, full)
+	}
+}
+
+type failAfter struct {
+	n   int
+	err error
+}
+
+func (f *failAfter) Write(p []byte) (int, error) {
+	if len(p) > f.n {
+		n := f.n
+		f.n = 0
+		return n, f.err
+	}
+	f.n -= len(p)
+	return len(p), nil
 }

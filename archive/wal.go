@@ -1,7 +1,6 @@
 package archive
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -63,35 +62,17 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 			}
 			return rc, fi.Size, nil
 		}
-		// Read whole and decode in parallel: a segment is small enough,
-		// and that halves the time a waiting standby spends on it.
-		buf := bytes.NewBuffer(make([]byte, 0, 4<<20))
-		_, err = buf.ReadFrom(io.LimitReader(rc, maxCompressed+1))
-		rc.Close()
-		if err != nil {
-			return nil, 0, fmt.Errorf("read %s: %w", WALPath(name, suffix), err)
-		}
-		if buf.Len() > maxCompressed {
-			return errorReader(fmt.Errorf("%w: %s is larger than any WAL file", ErrCorrupt, WALPath(name, suffix))), -1, nil
-		}
-		b, err := DecompressBytes(buf.Bytes())
-		if err != nil {
-			// Corruption shows when reading, as it does for a
-			// stream, so callers have one place to look for it.
-			return errorReader(err), -1, nil
-		}
-		return io.NopCloser(bytes.NewReader(b)), -1, nil
+		fr := NewFrameReader(rc)
+		return readCloser{FrameReader: fr, close: func() error { fr.Close(); return rc.Close() }}, -1, nil
 	}
 	return nil, 0, fmt.Errorf("%s: %w", name, errNotExist)
 }
 
-// maxCompressed is the most a compressed WAL file can take: a 1 GiB segment
-// of incompressible data, in raw blocks.
-const maxCompressed = maxDecoded + maxDecoded/64 + 1<<20
+// readCloser reads from a FrameReader and closes it and its source. It
+// passes WriteTo on, so io.Copy decodes in parallel.
+type readCloser struct {
+	*FrameReader
+	close func() error
+}
 
-// errorReader returns a reader whose every read returns err.
-func errorReader(err error) io.ReadCloser { return io.NopCloser(&errOnly{err}) }
-
-type errOnly struct{ err error }
-
-func (e *errOnly) Read([]byte) (int, error) { return 0, e.err }
+func (r readCloser) Close() error { return r.close() }

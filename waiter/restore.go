@@ -66,6 +66,7 @@ func restore(ctx context.Context, st archive.Storage, n wal.Name, dest string, e
 
 	isSeg := n.Kind == wal.Segment || n.Kind == wal.Partial
 	var want int64 = -1
+	var prefix []byte // read to check the page header
 	if isSeg {
 		h, err := readHeader(rc, n, rawSize, exp)
 		if err != nil {
@@ -78,7 +79,7 @@ func restore(ctx context.Context, st archive.Storage, n wal.Name, dest string, e
 		if rawSize > want {
 			return fmt.Errorf("%w: %s has %d bytes, more than the segment size %d", ErrBadWAL, name, rawSize, want)
 		}
-		rc = prefixReadCloser(h.raw, rc)
+		prefix = h.raw
 	}
 
 	tmp, err := os.CreateTemp(filepath.Dir(dest), ".walship-restore-*")
@@ -91,7 +92,13 @@ func restore(ctx context.Context, st archive.Storage, n wal.Name, dest string, e
 			os.Remove(tmp.Name())
 		}
 	}()
-	got, err := copyBuffer(ctx, tmp, rc)
+	_, err = tmp.Write(prefix)
+	got := int64(len(prefix))
+	if err == nil {
+		var n int64
+		n, err = copyBuffer(ctx, tmp, rc)
+		got += n
+	}
 	switch {
 	case errors.Is(err, archive.ErrCorrupt):
 		return fmt.Errorf("%w: %s: %w", ErrBadWAL, name, err)
@@ -161,26 +168,44 @@ func checkHistory(f *os.File) error {
 	return err
 }
 
-// copyBuffer copies r to w, giving up before it starts when ctx is done
-// and reporting ctx's error when it ended meanwhile. io.Copy finds the fast
-// path: copy_file_range(2) from a raw archived file, one write from a
-// decompressed segment in memory.
-func copyBuffer(ctx context.Context, w *os.File, r io.Reader) (int64, error) {
+// copyBuffer copies r to w, checking ctx between chunks. A reader that can
+// write itself does (io.WriterTo: a decompressing reader decodes frames in
+// parallel, an SFTP file reads ahead); a local file is copied in 1 MiB
+// chunks, since its WriteTo falls back to 32 KiB ones between two file
+// systems (an NFS archive, a local pg_wal).
+func copyBuffer(ctx context.Context, w io.Writer, r io.Reader) (int64, error) {
 	if err := ctx.Err(); err != nil {
 		return 0, err
 	}
-	n, err := io.Copy(w, r)
-	if err == nil {
-		err = ctx.Err()
+	if _, isFile := r.(*os.File); !isFile {
+		if wt, ok := r.(io.WriterTo); ok {
+			n, err := wt.WriteTo(w)
+			if err == nil {
+				err = ctx.Err()
+			}
+			return n, err
+		}
 	}
-	return n, err
-}
-
-func prefixReadCloser(prefix []byte, rc io.ReadCloser) io.ReadCloser {
-	return struct {
-		io.Reader
-		io.Closer
-	}{io.MultiReader(bytes.NewReader(prefix), rc), rc}
+	buf := make([]byte, 1<<20)
+	var total int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return total, err
+		}
+		n, err := io.ReadFull(r, buf)
+		if n > 0 {
+			if _, werr := w.Write(buf[:n]); werr != nil {
+				return total, werr
+			}
+			total += int64(n)
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return total, nil
+		}
+		if err != nil {
+			return total, err
+		}
+	}
 }
 
 // ControlSystemID reads the database system identifier from
