@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -38,23 +39,36 @@ func archivingPrimary(t *testing.T, archiveCommand string) (*pgtest.Cluster, str
 	return c, dir, st
 }
 
-// Every tablespace is backed up, and restore can move one.
+// Every tablespace is backed up, compressed by the server or by walship,
+// and restore can move one.
 func TestBackupRestoreTablespace(t *testing.T) {
+	for _, onServer := range []bool{true, false} {
+		t.Run(fmt.Sprintf("compress on server %t", onServer), func(t *testing.T) {
+			t.Parallel()
+			testBackupRestoreTablespace(t, onServer)
+		})
+	}
+}
+
+func testBackupRestoreTablespace(t *testing.T, onServer bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, dir, st := archivingPrimary(t, "")
 	ts := pgtest.TempDir(t)
 	c.Exec(t, "CREATE TABLESPACE elsewhere LOCATION '"+ts+"'")
 	c.Exec(t, "CREATE TABLE far TABLESPACE elsewhere AS SELECT g FROM generate_series(1, 5000) g")
-	m, err := Backup(ctx, st, Options{ConnString: c.ConnString(), FastCheckpoint: true, WALTimeout: time.Minute})
+	m, err := Backup(ctx, st, Options{ConnString: c.ConnString(), FastCheckpoint: true, WALTimeout: time.Minute,
+		CompressOnServer: onServer})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Archives) != 2 || m.Archives[0].Name != "base.tar.zst" || m.Archives[1].Location != ts {
-		t.Fatalf("archives %+v, want base.tar.zst and one at %s", m.Archives, ts)
+	if len(m.Archives) != 2 || m.Archives[0].Name != "base.tar.zst" || m.Archives[1].Location != ts ||
+		!strings.HasSuffix(m.Archives[1].Name, ".tar.zst") {
+		t.Fatalf("archives %+v, want base.tar.zst and one .tar.zst at %s", m.Archives, ts)
 	}
-	if m.FromStandby || m.StopLSN <= m.StartLSN || m.Files < 900 || m.Stored >= m.Size {
-		t.Errorf("backup.json: %+v", m)
+	wantBy := map[bool]string{true: "server", false: "walship"}[onServer]
+	if m.FromStandby || m.StopLSN <= m.StartLSN || m.Files < 900 || m.Stored >= m.Size/4 || m.CompressedBy != wantBy {
+		t.Errorf("backup.json: %+v, want it compressed by %s", m, wantBy)
 	}
 
 	moved := filepath.Join(pgtest.TempDir(t), "moved")

@@ -52,6 +52,9 @@ type Meta struct {
 	SegmentSize int64  `json:"wal_segment_size"`
 
 	Compression string `json:"compression"` // "zstd" or "none"
+	// CompressedBy says who compressed the archives: "server" (BASE_BACKUP's
+	// COMPRESSION) or "walship"; empty for none.
+	CompressedBy string `json:"compressed_by,omitempty"`
 	// Size is the bytes of the tar streams as PostgreSQL sent them, Stored
 	// the bytes they take in the archive.
 	Size   int64 `json:"size"`

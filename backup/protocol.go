@@ -172,14 +172,25 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 // telling the client; Backup waits itself, with a timeout and a message.
 // TABLESPACE_MAP: tablespaces are listed in a tablespace_map file instead of
 // symbolic links, so restore can move them.
-func baseBackupCommand(label string, fast, progress bool) string {
+//
+// serverZstd asks the server to compress each archive with zstd (level 1,
+// ServerWorkers threads), as pg_basebackup --compress=server-zstd does.
+func baseBackupCommand(label string, fast, progress, serverZstd bool) string {
 	checkpoint := "spread"
 	if fast {
 		checkpoint = "fast"
 	}
+	compression := ""
+	if serverZstd {
+		compression = fmt.Sprintf(", COMPRESSION 'zstd', COMPRESSION_DETAIL 'level=1,workers=%d'", ServerWorkers)
+	}
 	return fmt.Sprintf("BASE_BACKUP (LABEL %s, CHECKPOINT '%s', PROGRESS %t, WAL false, WAIT false, "+
-		"MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP true)", quoteLiteral(label), checkpoint, progress)
+		"MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP true%s)", quoteLiteral(label), checkpoint, progress, compression)
 }
+
+// ServerWorkers is how many threads the server compresses with when
+// Options.CompressOnServer is set.
+const ServerWorkers = 2
 
 // tablespaceRow is one row of BASE_BACKUP's tablespace result set.
 type tablespaceRow struct {

@@ -445,7 +445,7 @@ func TestBackupRestoreStandby(t *testing.T) {
 	p := s.primary
 	p.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
 	p.Exec(t, "INSERT INTO t VALUES (1)")
-	s.backup(t, p)
+	s.backup(t, p, "--compress-on", "client") // the other tests let the server compress
 	trig := pgtest.TempDir(t) + "/walship.trigger"
 	c := s.restoreStopped(t, "--standby", "--trigger", trig)
 	// The standby is consistent only once it has read past the backup's
