@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Base backup and restore of one database, side by side: walship backup and
-# restore, pg_basebackup -Ft (plain and client-side zstd) with tar -x, and
+# Base backup and restore of one database, side by side: walship backup
+# (compressed by the server, the default, and by walship) and restore, pg_basebackup -Ft (plain and client-side zstd) with tar -x, and
 # pgBackRest (zstd) when it is installed. Every tool reads the same running
 # cluster and writes to the same file system; the WAL of the backups is
 # archived by archive_command (walship push, and pgbackrest archive-push
@@ -46,7 +46,7 @@ pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 |
 trap pg_stop EXIT
 
 mkdir -p "$WORK/bin"
-(cd "$REPO" && go build -o "$BIN" ./cmd/walship)
+(cd "$REPO" && go build -tags urfave_cli_no_docs -o "$BIN" ./cmd/walship)
 chmod 755 "$WORK" "$WORK/bin"
 
 archive_command="$BIN push --archive $ARCH %p %f"
@@ -136,6 +136,9 @@ for round in $(seq "$ROUNDS"); do
 	id=$(ls "$ARCH/backups" | grep -v '\.' | sort | tail -n1)
 	size "  stored" "$ARCH/backups/$id"
 	settle
+	t "walship backup, client zstd" "$BIN" backup --archive "$ARCH" --dsn "$dsn" --fast-checkpoint --compress-on client
+	size "  stored" "$ARCH/backups/$(ls "$ARCH/backups" | grep -v '\.' | sort | tail -n1)"
+	settle
 	t "pg_basebackup -Ft" as_pg "$PGBIN/pg_basebackup" -D "$WORK/bb" -Ft -X none -c fast --no-sync -d "$dsn"
 	size "  stored" "$WORK/bb"
 	settle
@@ -159,6 +162,6 @@ for round in $(seq "$ROUNDS"); do
 		as_pg pgbackrest --config="$WORK/pgbackrest.conf" --stanza=bench --repo1-retention-full=1 expire >/dev/null
 	fi
 	t "walship verify" "$BIN" verify --archive "$ARCH"
-	"$BIN" expire --archive "$ARCH" --keep 1 >/dev/null
+	"$BIN" expire --archive "$ARCH" --keep 2 >/dev/null
 done
 log "results in $OUT"
