@@ -6,6 +6,7 @@
 #   walship fetch --prefetch 8    a background fetch downloads ahead
 #   pgbackrest archive-get        one segment per call
 #   pgbackrest archive-get async  archive-async=y, process-max=2: its prefetch
+# and, as the floor, the same WAL already in pg_wal with no restore_command.
 # Each run is timed from pg_ctl start to the end of recovery (the server
 # accepting connections after it promoted), and the WAL replayed is divided
 # by that time. Every tool reads the same segments: the
@@ -20,6 +21,7 @@
 #   ROUNDS=3        rounds; each times every mode once, in turn
 #   PGBIN=/usr/lib/postgresql/15/bin   PGPORT=55451
 #   REGEN=1         build the primary, the backup and the WAL again
+#   FLOOR=0         skip the floor run
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -107,6 +109,7 @@ EOF
 fi
 id=$(cat "$WORK/backup-id")
 startlsn=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["start_lsn"])' <"$WORK/backup.json")
+startwal=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["start_wal"])' <"$WORK/backup.json")
 endlsn=$(cat "$WORK/end-lsn")
 mib=$(python3 -c "
 def lsn(s):
@@ -141,6 +144,33 @@ EOF
 	python3 -c "t=$end-$start; print('%-34s %7.2f s %7.1f MiB/s' % ('$name', t, $mib/t))" | tee -a "$OUT"
 }
 
+# floor: the same WAL replayed from pg_wal, where it is put (decompressed)
+# beforehand, with no restore_command at all (crash recovery from the
+# backup's backup_label): the time PostgreSQL itself needs to apply the WAL.
+floor() {
+	local start end f
+	stop "$R"
+	rm -rf "$R"
+	install -d -o postgres -g postgres -m 700 "$R"
+	as_pg "$BIN" restore --archive "$ARCH" --pgdata "$R" --backup "$id" >/dev/null 2>&1
+	rm -f "$R/recovery.signal"
+	for f in $(ls "$ARCH/wal" | sed -n 's/^\([0-9A-F]\{24\}\)\(\.zst\)\{0,1\}$/\1/p'); do
+		[[ $f < $startwal ]] && continue
+		as_pg "$BIN" fetch --archive "$ARCH" --pgdata "$R" "$f" "$R/pg_wal/$f" 2>/dev/null
+	done
+	: >"$WORK/replay.log" && chown postgres: "$WORK/replay.log"
+	sync
+	start=$(date +%s.%N)
+	as_pg "$PGBIN/pg_ctl" -D "$R" -l "$WORK/replay.log" -W start >/dev/null
+	until grep -q "database system is ready to accept connections" "$WORK/replay.log"; do
+		grep -q "FATAL\|PANIC" "$WORK/replay.log" && die "floor: recovery failed; see $WORK/replay.log"
+		sleep 0.02
+	done
+	end=$(date +%s.%N)
+	stop "$R"
+	python3 -c "t=$end-$start; print('%-34s %7.2f s %7.1f MiB/s' % ('floor: WAL in pg_wal already', t, $mib/t))" | tee -a "$OUT"
+}
+
 get="pgbackrest --config=$CONF --stanza=bench --pg1-path=$R"
 : >"$OUT"
 echo "replay of $mib MiB of pgbench WAL ($startlsn to $endlsn), $(nproc) CPUs, $(date -u)" | tee -a "$OUT"
@@ -150,5 +180,6 @@ for round in $(seq "$ROUNDS"); do
 	replay "walship fetch --prefetch 8" "$BIN fetch --archive $ARCH --prefetch 8 %f %p"
 	replay "pgbackrest archive-get" "$get archive-get %f \"%p\""
 	replay "pgbackrest archive-get async" "$get --archive-async --process-max=2 archive-get %f \"%p\""
+	[[ ${FLOOR:-1} == 0 ]] || floor
 done
 log "results in $OUT"
