@@ -116,59 +116,55 @@ def lsn(s):
     hi, lo = s.split('/'); return (int(hi, 16) << 32) | int(lo, 16)
 print((lsn('$endlsn') - lsn('$startlsn')) // (1 << 20))")
 
-# replay NAME RESTORE_COMMAND: restore the backup afresh, recover all the
-# archived WAL with RESTORE_COMMAND and print the time and MiB/s.
-replay() {
-	local name=$1 cmd=$2 start end
+# fresh: restore the backup afresh into $R, with archiving off.
+fresh() {
 	stop "$R"
 	rm -rf "$R" "$WORK/pgbackrest-spool"/*
 	install -d -o postgres -g postgres -m 700 "$R"
 	as_pg "$BIN" restore --archive "$ARCH" --pgdata "$R" --backup "$id" >/dev/null 2>&1
-	cat >>"$R/postgresql.auto.conf" <<EOF
-restore_command = '$cmd'
-archive_mode = off
-EOF
+	echo "archive_mode = off" >>"$R/postgresql.auto.conf"
+}
+
+# timed NAME: start the server in $R, wait until recovery is over and it
+# accepts connections (pg_ctl -w would return at the consistent point,
+# earlier), stop it, and print the time and MiB/s.
+timed() {
+	local name=$1 start end
 	: >"$WORK/replay.log" && chown postgres: "$WORK/replay.log"
 	sync
 	start=$(date +%s.%N)
 	as_pg "$PGBIN/pg_ctl" -D "$R" -l "$WORK/replay.log" -W start >/dev/null
-	# pg_ctl -w would return at the consistent point; recovery ends later.
 	until grep -q "database system is ready to accept connections" "$WORK/replay.log"; do
 		grep -q "FATAL\|PANIC" "$WORK/replay.log" && die "$name: recovery failed; see $WORK/replay.log"
 		sleep 0.02
 	done
 	end=$(date +%s.%N)
-	grep -q "archive recovery complete" "$WORK/replay.log" || die "$name: recovery did not complete; see $WORK/replay.log"
 	psql_ -c "SELECT 1" >/dev/null
 	stop "$R"
 	python3 -c "t=$end-$start; print('%-34s %7.2f s %7.1f MiB/s' % ('$name', t, $mib/t))" | tee -a "$OUT"
+}
+
+# replay NAME RESTORE_COMMAND: recover all the archived WAL into a fresh
+# restore of the backup with RESTORE_COMMAND.
+replay() {
+	fresh
+	echo "restore_command = '$2'" >>"$R/postgresql.auto.conf"
+	timed "$1"
+	grep -q "archive recovery complete" "$WORK/replay.log" || die "$1: recovery did not complete; see $WORK/replay.log"
 }
 
 # floor: the same WAL replayed from pg_wal, where it is put (decompressed)
 # beforehand, with no restore_command at all (crash recovery from the
 # backup's backup_label): the time PostgreSQL itself needs to apply the WAL.
 floor() {
-	local start end f
-	stop "$R"
-	rm -rf "$R"
-	install -d -o postgres -g postgres -m 700 "$R"
-	as_pg "$BIN" restore --archive "$ARCH" --pgdata "$R" --backup "$id" >/dev/null 2>&1
+	local f
+	fresh
 	rm -f "$R/recovery.signal"
 	for f in $(ls "$ARCH/wal" | sed -n 's/^\([0-9A-F]\{24\}\)\(\.zst\)\{0,1\}$/\1/p'); do
 		[[ $f < $startwal ]] && continue
 		as_pg "$BIN" fetch --archive "$ARCH" --pgdata "$R" "$f" "$R/pg_wal/$f" 2>/dev/null
 	done
-	: >"$WORK/replay.log" && chown postgres: "$WORK/replay.log"
-	sync
-	start=$(date +%s.%N)
-	as_pg "$PGBIN/pg_ctl" -D "$R" -l "$WORK/replay.log" -W start >/dev/null
-	until grep -q "database system is ready to accept connections" "$WORK/replay.log"; do
-		grep -q "FATAL\|PANIC" "$WORK/replay.log" && die "floor: recovery failed; see $WORK/replay.log"
-		sleep 0.02
-	done
-	end=$(date +%s.%N)
-	stop "$R"
-	python3 -c "t=$end-$start; print('%-34s %7.2f s %7.1f MiB/s' % ('floor: WAL in pg_wal already', t, $mib/t))" | tee -a "$OUT"
+	timed "floor: WAL in pg_wal already"
 }
 
 get="pgbackrest --config=$CONF --stanza=bench --pg1-path=$R"
