@@ -84,12 +84,15 @@ func writeRecovery(pgdata string, m Meta, opts RestoreOptions) error {
 	return writeFileSync(filepath.Join(pgdata, "recovery.signal"), nil)
 }
 
-// ConfQuote quotes s as a postgresql.conf string value: quotes doubled and
-// backslashes escaped, since the server reads backslash escapes there.
+// ConfQuote quotes s as a postgresql.conf string value: quotes doubled,
+// backslashes escaped, since the server reads backslash escapes there, and
+// line ends written as \n and \r, since a string cannot span lines.
 func ConfQuote(s string) string {
-	s = strings.ReplaceAll(s, `\`, `\\`)
-	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+	s = confEscaper.Replace(s)
+	return "'" + s + "'"
 }
+
+var confEscaper = strings.NewReplacer(`\`, `\\`, "'", "''", "\n", `\n`, "\r", `\r`)
 
 // ShellQuote quotes s for the shell that runs restore_command, and doubles
 // % signs, which the server would replace.

@@ -97,3 +97,70 @@ func TestEntryPath(t *testing.T) {
 		}
 	}
 }
+
+// pgConfString reads a quoted postgresql.conf value as the server's lexer
+// (guc-file.l: STRING and DeescapeQuotedString) does, and reports whether
+// it is one valid string token.
+func pgConfString(q string) (string, bool) {
+	if len(q) < 2 || q[0] != '\'' || q[len(q)-1] != '\'' {
+		return "", false
+	}
+	body := q[1 : len(q)-1]
+	var out []byte
+	for i := 0; i < len(body); i++ {
+		c := body[i]
+		switch {
+		case c == '\n':
+			return "", false // a string cannot span lines
+		case c == '\'':
+			if i+1 >= len(body) || body[i+1] != '\'' {
+				return "", false // the token would end here
+			}
+			out = append(out, '\'')
+			i++
+		case c == '\\':
+			if i+1 >= len(body) {
+				return "", false
+			}
+			i++
+			switch e := body[i]; e {
+			case 'b':
+				out = append(out, '\b')
+			case 'f':
+				out = append(out, '\f')
+			case 'n':
+				out = append(out, '\n')
+			case 'r':
+				out = append(out, '\r')
+			case 't':
+				out = append(out, '\t')
+			case '0', '1', '2', '3', '4', '5', '6', '7':
+				v := int(e - '0')
+				for k := 0; k < 2 && i+1 < len(body) && body[i+1] >= '0' && body[i+1] <= '7'; k++ {
+					i++
+					v = v*8 + int(body[i]-'0')
+				}
+				out = append(out, byte(v))
+			default:
+				out = append(out, e)
+			}
+		default:
+			out = append(out, c)
+		}
+	}
+	return string(out), true
+}
+
+// Whatever a target name, label or path holds, the server reads back from
+// postgresql.auto.conf exactly what ConfQuote was given.
+func FuzzConfQuote(f *testing.F) {
+	for _, s := range []string{"", "plain", "it's", `C:\dir`, "two\nlines", "cr\rlf", "tab\there", `\n literally`, "''", `\'`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		got, ok := pgConfString(ConfQuote(s))
+		if !ok || got != s {
+			t.Fatalf("ConfQuote(%q) = %s, which the server reads as %q (valid %t)", s, ConfQuote(s), got, ok)
+		}
+	})
+}
