@@ -2,6 +2,7 @@ package backup
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -161,6 +162,24 @@ func FuzzConfQuote(f *testing.F) {
 		got, ok := pgConfString(ConfQuote(s))
 		if !ok || got != s {
 			t.Fatalf("ConfQuote(%q) = %s, which the server reads as %q (valid %t)", s, ConfQuote(s), got, ok)
+		}
+	})
+}
+
+// ShellQuote's word, after the server turns %% back into % in
+// restore_command, is read by sh as exactly the string quoted.
+func FuzzShellQuote(f *testing.F) {
+	for _, s := range []string{"", "/srv/walship/main", "it's", "a b", "100%", "$HOME", "`x`", "--x", "*"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if strings.ContainsRune(s, 0) {
+			t.Skip("an argument cannot hold NUL")
+		}
+		word := strings.ReplaceAll(ShellQuote(s), "%%", "%")
+		out, err := exec.Command("sh", "-c", "printf %s "+word).Output()
+		if err != nil || string(out) != s {
+			t.Fatalf("ShellQuote(%q) = %s: sh read %q (%v)", s, ShellQuote(s), out, err)
 		}
 	})
 }
