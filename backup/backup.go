@@ -38,7 +38,8 @@ type Options struct {
 	// ServerWorkers threads, PostgreSQL built with zstd) instead of
 	// walship: less CPU in all (libzstd is faster than walship's Go zstd)
 	// and a twentieth of the bytes on the network, for some CPU on the
-	// server. Only with Compression Zstd.
+	// server. Only with Compression Zstd. A server that refuses to
+	// compress gets the backup compressed by walship, with a warning.
 	CompressOnServer bool
 	// WALTimeout bounds the wait, after the data is stored, until the WAL the
 	// backup needs is archived. Zero means DefaultWALTimeout.
@@ -157,8 +158,14 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 		err = s.finish()
 	}
 	var pgErr *pgconn.PgError
-	if serverZstd && errors.As(err, &pgErr) && strings.Contains(strings.ToLower(pgErr.Message), "compress") {
-		return Meta{}, fmt.Errorf("%w: the server cannot compress this backup; take it with --compress-on client, where walship compresses", err)
+	if serverZstd && len(s.archives) == 0 && s.cur == nil && errors.As(err, &pgErr) &&
+		strings.Contains(strings.ToLower(pgErr.Message), "compress") {
+		// A server built without zstd, or without its threads, refuses
+		// before sending anything: take the backup again, compressed
+		// here. This attempt's marker goes when Backup returns.
+		log.Warn("the server cannot compress the backup; walship compresses it instead (--compress-on client)", "err", err)
+		opts.CompressOnServer = false
+		return Backup(ctx, st, opts)
 	}
 	if err != nil {
 		return Meta{}, err

@@ -118,3 +118,37 @@ func TestBackupWALTimeout(t *testing.T) {
 		t.Errorf("a failed backup left %v", left)
 	}
 }
+
+// A server that refuses to compress (built without zstd, say) gets its
+// backup compressed by walship instead, and the refused attempt leaves
+// nothing behind.
+func TestBackupServerCompressionFallback(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, _, st := archivingPrimary(t, "")
+	saved := serverCompressionDetail
+	serverCompressionDetail = "level=999" // refused: out of range
+	t.Cleanup(func() { serverCompressionDetail = saved })
+
+	m, err := Backup(ctx, st, Options{ConnString: c.ConnString(), FastCheckpoint: true, WALTimeout: time.Minute,
+		CompressOnServer: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.CompressedBy != "walship" {
+		t.Errorf("compressed_by %q, want walship after the server refused", m.CompressedBy)
+	}
+	l, err := List(ctx, st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(l.Complete) != 1 || l.Complete[0].ID != m.ID || len(l.Incomplete) != 0 {
+		t.Errorf("listing %+v, want backup %s alone", l, m.ID)
+	}
+	entries, _ := os.ReadDir(filepath.Join(st.String(), archive.BackupsDir))
+	for _, e := range entries {
+		if !strings.HasPrefix(e.Name(), m.ID) {
+			t.Errorf("the refused attempt left %s", e.Name())
+		}
+	}
+}

@@ -182,7 +182,7 @@ func baseBackupCommand(label string, fast, progress, serverZstd bool) string {
 	}
 	compression := ""
 	if serverZstd {
-		compression = fmt.Sprintf(", COMPRESSION 'zstd', COMPRESSION_DETAIL 'level=1,workers=%d'", ServerWorkers)
+		compression = fmt.Sprintf(", COMPRESSION 'zstd', COMPRESSION_DETAIL %s", quoteLiteral(serverCompressionDetail))
 	}
 	return fmt.Sprintf("BASE_BACKUP (LABEL %s, CHECKPOINT '%s', PROGRESS %t, WAL false, WAIT false, "+
 		"MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP true%s)", quoteLiteral(label), checkpoint, progress, compression)
@@ -191,6 +191,10 @@ func baseBackupCommand(label string, fast, progress, serverZstd bool) string {
 // ServerWorkers is how many threads the server compresses with when
 // Options.CompressOnServer is set.
 const ServerWorkers = 2
+
+// serverCompressionDetail is BASE_BACKUP's COMPRESSION_DETAIL; a test sets
+// a value the server refuses, to exercise the fallback.
+var serverCompressionDetail = fmt.Sprintf("level=1,workers=%d", ServerWorkers)
 
 // tablespaceRow is one row of BASE_BACKUP's tablespace result set.
 type tablespaceRow struct {

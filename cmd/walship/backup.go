@@ -61,7 +61,8 @@ By default the server compresses (zstd level 1 on two threads, PostgreSQL
 built with zstd, as Debian's and the PGDG packages are): that spends less
 CPU in all than walship compressing, and sends a twentieth of the bytes over
 the network. --compress-on client moves the work to walship, for a server
-whose CPU is scarcer than its network. Either way restore checks every file
+whose CPU is scarcer than its network; a server that cannot compress (built
+without zstd) gets that too, with a warning. Either way restore checks every file
 against the manifest's CRC32C.
 
 Progress goes to stderr when it is a terminal; a summary to stdout, as JSON
