@@ -39,6 +39,9 @@ type Waiter struct {
 	// Poll is how often the archive is checked when the backend cannot
 	// report new files itself (SFTP, NFS), and a safety net when it can.
 	Poll time.Duration
+	// NoWatch polls even where the backend could watch: for a file system
+	// whose change notifications cannot be trusted.
+	NoWatch bool
 	// MaxWait ends the wait for one segment as a fast failover would; zero
 	// waits forever (pg_standby's -w).
 	MaxWait time.Duration
@@ -74,7 +77,7 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 
 	// Watch before the first look so no arrival falls between the two.
 	var arrived <-chan struct{}
-	if n.Kind == wal.Segment {
+	if n.Kind == wal.Segment && !w.NoWatch {
 		if wa, ok := w.Storage.(archive.Watcher); ok {
 			wctx, cancel := context.WithCancel(ctx)
 			defer cancel()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -521,5 +522,31 @@ func TestWaitFastTriggerIgnoredForHistory(t *testing.T) {
 	}
 	if tr.consumed.Load() != 0 || tr.Mode() != trigger.Fast {
 		t.Fatalf("history probes consumed the fast trigger")
+	}
+}
+
+// A local archive wakes Wait at once through its watch; with NoWatch, Wait
+// sees an arrival only at its next poll.
+func TestWaitNoWatchPolls(t *testing.T) {
+	for _, noWatch := range []bool{false, true} {
+		t.Run(fmt.Sprintf("NoWatch %t", noWatch), func(t *testing.T) {
+			e := newArchive(t)
+			w := e.waiter()
+			w.Poll = time.Hour
+			w.NoWatch = noWatch
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			ch := make(chan error, 1)
+			go func() { ch <- w.Wait(ctx, name(3), e.dest) }()
+			time.Sleep(200 * time.Millisecond)
+			e.put(name(3), segment(t, sysID, 1, 3), archive.Zstd)
+			err := <-ch
+			switch {
+			case !noWatch && err != nil:
+				t.Errorf("watched archive: Wait = %v, want the segment at once", err)
+			case noWatch && !errors.Is(err, context.DeadlineExceeded):
+				t.Errorf("NoWatch with an hour's poll: Wait = %v, want no wake before the poll", err)
+			}
+		})
 	}
 }

@@ -28,6 +28,7 @@ type waitOptions struct {
 	Trigger string
 	MaxWait time.Duration
 	Poll    time.Duration
+	NoWatch bool
 	Cleanup bool
 	PGData  string // where pg_control is; PostgreSQL runs restore_command in the data directory
 	Name    string // %f
@@ -83,6 +84,8 @@ archive holds bad WAL, or walship was called wrongly.`,
 				Usage: "end recovery (as fast) when one segment takes longer than this; 0 waits forever"},
 			&cli.DurationFlag{Name: "poll", Value: waiter.DefaultPoll, EnvVars: []string{"WALSHIP_POLL"},
 				Usage: "how often to look into the archive when it cannot be watched (NFS, SFTP); also the safety net when it can"},
+			&cli.BoolFlag{Name: "watch", Value: true, EnvVars: []string{"WALSHIP_WATCH"},
+				Usage: "watch a local archive for new files (inotify); --watch=false polls every --poll instead, for a file system whose notifications cannot be trusted (walship already polls on NFS and SFTP)"},
 			&cli.BoolFlag{Name: "cleanup", EnvVars: []string{"WALSHIP_CLEANUP"},
 				Usage: "remove archived segments older than %r, as walship cleanup does (never .history, nor the WAL of a backup); only for an archive that feeds this one standby"},
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
@@ -102,6 +105,7 @@ archive holds bad WAL, or walship was called wrongly.`,
 				Trigger: c.String("trigger"),
 				MaxWait: c.Duration("max-wait"),
 				Poll:    c.Duration("poll"),
+				NoWatch: !c.Bool("watch"),
 				Cleanup: c.Bool("cleanup"),
 				PGData:  c.String("pgdata"),
 				Name:    c.Args().Get(0),
@@ -141,6 +145,7 @@ func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
 		Expect:  exp,
 		Logger:  logger,
 		Poll:    opts.Poll,
+		NoWatch: opts.NoWatch,
 		MaxWait: opts.MaxWait,
 		Alive:   postmasterAlive(opts.PGData),
 	}
