@@ -164,23 +164,9 @@ for round in $(seq "$ROUNDS"); do
 	t "walship verify" "$BIN" verify --archive "$ARCH"
 	"$BIN" expire --archive "$ARCH" --keep 2 >/dev/null
 done
-python3 - "$OUT" <<'EOF' | tee -a "$OUT"
-import re, statistics, sys
-t = {}
-for line in open(sys.argv[1]):
-    m = re.match(r"(\S.*?)\s+([0-9.]+) s$", line.rstrip())
-    if m:
-        t.setdefault(m.group(1).strip(), []).append(float(m.group(2)))
-med = {k: statistics.median(v) for k, v in t.items()}
-print("-- medians")
-for k, v in med.items():
-    print("%-28s %6.2f s" % (k, v))
-print("-- ratios of medians")
-for a, b in [("walship backup", "pg_basebackup -Ft"),
-             ("walship backup, client zstd", "pg_basebackup -Ft zstd"),
-             ("walship backup", "pgbackrest backup (full)"),
-             ("walship restore", "pgbackrest restore")]:
-    if a in med and b in med:
-        print("%-58s %5.2f" % (a + " / " + b, med[a] / med[b]))
-EOF
+python3 "$REPO/bench/summary.py" "$OUT" \
+	"walship backup" "pg_basebackup -Ft" \
+	"walship backup, client zstd" "pg_basebackup -Ft zstd" \
+	"walship backup" "pgbackrest backup (full)" \
+	"walship restore" "pgbackrest restore" | tee -a "$OUT"
 log "results in $OUT"

@@ -178,22 +178,8 @@ for round in $(seq "$ROUNDS"); do
 	replay "pgbackrest archive-get async" "$get --archive-async --process-max=2 archive-get %f \"%p\""
 	[[ ${FLOOR:-1} == 0 ]] || floor
 done
-python3 - "$OUT" <<'EOF' | tee -a "$OUT"
-import re, statistics, sys
-t = {}
-for line in open(sys.argv[1]):
-    m = re.match(r"(.+?)\s+([0-9.]+) s\s+[0-9.]+ MiB/s", line)
-    if m:
-        t.setdefault(m.group(1).strip(), []).append(float(m.group(2)))
-med = {k: statistics.median(v) for k, v in t.items()}
-print("-- medians")
-for k, v in med.items():
-    print("%-34s %7.2f s" % (k, v))
-print("-- ratios of medians")
-for a, b in [("walship fetch", "pgbackrest archive-get"),
-             ("walship fetch --prefetch 8", "pgbackrest archive-get async"),
-             ("walship fetch --prefetch 8", "walship fetch")]:
-    if a in med and b in med:
-        print("%-60s %5.2f" % (a + " / " + b, med[a] / med[b]))
-EOF
+python3 "$REPO/bench/summary.py" "$OUT" \
+	"walship fetch" "pgbackrest archive-get" \
+	"walship fetch --prefetch 8" "pgbackrest archive-get async" \
+	"walship fetch --prefetch 8" "walship fetch" | tee -a "$OUT"
 log "results in $OUT"
