@@ -105,6 +105,11 @@ func (f *FrameReader) WriteTo(w io.Writer) (int64, error) {
 	go func() {
 		defer close(jobs)
 		for {
+			select {
+			case <-stop: // the writer failed: read no further
+				return
+			default:
+			}
 			in, err := readFrame(f.br)
 			j := &frameJob{in: in, err: err, done: make(chan struct{})}
 			if err != nil {
