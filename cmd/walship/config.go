@@ -112,51 +112,31 @@ func (cf *configFile) wrap(flags []cli.Flag) []cli.Flag {
 	out := make([]cli.Flag, 0, len(flags))
 	for _, f := range flags {
 		var k configKind
-		if cliOnly[f.Names()[0]] {
+		if vf, ok := f.(cli.VisibleFlag); cliOnly[f.Names()[0]] || (ok && !vf.IsVisible()) {
 			out = append(out, f)
 			continue
 		}
 		switch fl := f.(type) {
 		case *cli.StringFlag:
-			if !fl.Hidden {
-				f, k = altsrc.NewStringFlag(fl), kindString
-			}
+			f, k = altsrc.NewStringFlag(fl), kindString
 		case *cli.PathFlag:
-			if !fl.Hidden {
-				f, k = altsrc.NewPathFlag(fl), kindString
-			}
+			f, k = altsrc.NewPathFlag(fl), kindString
 		case *cli.DurationFlag:
-			if !fl.Hidden {
-				f, k = altsrc.NewDurationFlag(fl), kindDuration
-			}
+			f, k = altsrc.NewDurationFlag(fl), kindDuration
 		case *cli.BoolFlag:
-			if !fl.Hidden {
-				f, k = altsrc.NewBoolFlag(fl), kindBool
-			}
+			f, k = altsrc.NewBoolFlag(fl), kindBool
 		case *cli.IntFlag:
-			if !fl.Hidden {
-				f, k = altsrc.NewIntFlag(fl), kindInt
-			}
+			f, k = altsrc.NewIntFlag(fl), kindInt
 		case *cli.Int64Flag:
-			if !fl.Hidden {
-				f, k = altsrc.NewInt64Flag(fl), kindInt
-			}
+			f, k = altsrc.NewInt64Flag(fl), kindInt
 		case *cli.UintFlag:
-			if !fl.Hidden {
-				f, k = altsrc.NewUintFlag(fl), kindInt
-			}
+			f, k = altsrc.NewUintFlag(fl), kindInt
 		case *cli.Uint64Flag:
-			if !fl.Hidden {
-				f, k = altsrc.NewUint64Flag(fl), kindInt
-			}
+			f, k = altsrc.NewUint64Flag(fl), kindInt
 		case *cli.Float64Flag:
-			if !fl.Hidden {
-				f, k = altsrc.NewFloat64Flag(fl), kindFloat
-			}
+			f, k = altsrc.NewFloat64Flag(fl), kindFloat
 		case *cli.StringSliceFlag:
-			if !fl.Hidden {
-				f, k = altsrc.NewStringSliceFlag(fl), kindList
-			}
+			f, k = altsrc.NewStringSliceFlag(fl), kindList
 		}
 		if k != 0 {
 			for _, n := range f.Names() {

@@ -294,3 +294,25 @@ func TestConfigCannotForce(t *testing.T) {
 		}
 	}
 }
+
+// Hidden flags are internal (fetch's --prefetch-after runs the background
+// prefetcher): a config file must not set them.
+func TestConfigSkipsHiddenFlags(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	hidden := 0
+	for _, c := range app.Commands {
+		for _, f := range c.Flags {
+			vf, ok := f.(cli.VisibleFlag)
+			if !ok || vf.IsVisible() {
+				continue
+			}
+			hidden++
+			if _, ok := f.(altsrc.FlagInputSourceExtension); ok {
+				t.Errorf("%s: hidden --%s can come from the config file", c.Name, f.Names()[0])
+			}
+		}
+	}
+	if hidden == 0 {
+		t.Error("no hidden flag found: the test checks nothing")
+	}
+}
