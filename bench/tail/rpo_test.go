@@ -183,7 +183,7 @@ func runOnce(t *testing.T, bin, mode string, load time.Duration, rate int, archi
 			t.Fatalf("promote: %v\n%s", err, out)
 		}
 		standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", 120*time.Second)
-		present := ids(t, standby.ConnString())
+		present := standby.QueryInts(t, "SELECT id FROM t")
 		res = result{mode: mode, acked: len(acked), loadSeconds: elapsed,
 			commitRate: float64(len(acked)) / killed.Sub(loadStart).Seconds(),
 			cpu:        (endCPU - startCPU) / elapsed,
@@ -264,30 +264,6 @@ func tailBytes(arch string) (float64, int) {
 		}
 	}
 	return total, len(files)
-}
-
-func ids(t *testing.T, connString string) map[int]bool {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, connString)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close(ctx)
-	rows, err := conn.Query(ctx, "SELECT id FROM t")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	got := map[int]bool{}
-	for rows.Next() {
-		var id int
-		if err := rows.Scan(&id); err != nil {
-			t.Fatal(err)
-		}
-		got[id] = true
-	}
-	return got
 }
 
 func pgVersion(t *testing.T) string {

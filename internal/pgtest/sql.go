@@ -53,6 +53,36 @@ func (c *Cluster) QueryValue(t testing.TB, sql string, args ...any) string {
 	return v
 }
 
+// QueryInts runs sql, whose rows hold one integer each, on a new
+// connection and returns the set of them.
+func (c *Cluster) QueryInts(t testing.TB, sql string, args ...any) map[int]bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	conn, err := pgx.Connect(ctx, c.ConnString())
+	if err != nil {
+		t.Fatalf("connect to cluster %s: %v", c.DataDir, err)
+	}
+	defer conn.Close(context.Background())
+	rows, err := conn.Query(ctx, sql, args...)
+	if err != nil {
+		t.Fatalf("query %q: %v", sql, err)
+	}
+	defer rows.Close()
+	got := map[int]bool{}
+	for rows.Next() {
+		var v int
+		if err := rows.Scan(&v); err != nil {
+			t.Fatalf("query %q: %v", sql, err)
+		}
+		got[v] = true
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatalf("query %q: %v", sql, err)
+	}
+	return got
+}
+
 func (c *Cluster) queryValue(ctx context.Context, sql string, args ...any) (string, error) {
 	conn, err := pgx.Connect(ctx, c.ConnString())
 	if err != nil {
