@@ -121,6 +121,19 @@ func (s *backupSetup) restoreStopped(t *testing.T, args ...string) *pgtest.Clust
 	})
 }
 
+// restoreRows restores the archive's backup with the restore arguments
+// args, waits until recovery has ended and checks that the restored cluster
+// holds exactly the rows want.
+func (s *backupSetup) restoreRows(t *testing.T, want string, args ...string) *pgtest.Cluster {
+	t.Helper()
+	c := s.restore(t, args...)
+	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	if got := rows(t, c); got != want {
+		t.Errorf("restored with %q: rows %q, want %q", args, got, want)
+	}
+	return c
+}
+
 // rows lists the ids in table t, in order.
 func rows(t *testing.T, c *pgtest.Cluster) string {
 	t.Helper()
@@ -167,11 +180,7 @@ func TestBackupPITR(t *testing.T) {
 			if len(args) > 0 && strings.HasPrefix(args[0], "--target-") {
 				args = append(args, "--target-action", "promote")
 			}
-			c := s.restore(t, args...)
-			c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
-			if got := rows(t, c); got != tc.want {
-				t.Errorf("restored to %v: rows %q, want %q", tc.args, got, tc.want)
-			}
+			c := s.restoreRows(t, tc.want, args...)
 			if tc.name == "prefetch" {
 				if _, err := os.Stat(c.DataDir + "/pg_wal/walship-spool"); err != nil {
 					t.Errorf("no prefetch spool: %v", err)
@@ -267,11 +276,7 @@ func TestBackupInterrupted(t *testing.T) {
 	if len(info.Backups) != 1 || len(info.Incomplete) != 1 {
 		t.Fatalf("info lists %d complete and %d incomplete backups, want 1 and 1:\n%s", len(info.Backups), len(info.Incomplete), out)
 	}
-	c := s.restore(t)
-	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
-	if got := rows(t, c); got != "1,2" {
-		t.Errorf("restored rows %q, want 1,2", got)
-	}
+	s.restoreRows(t, "1,2")
 }
 
 // verify passes on a healthy archive and names a missing segment; expire
@@ -320,11 +325,7 @@ func TestBackupVerifyExpire(t *testing.T) {
 	if !strings.Contains(out, " 0 problems") {
 		t.Errorf("verify after expire:\n%s", out)
 	}
-	c := s.restore(t)
-	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
-	if got := rows(t, c); got != "1,2,3,4" {
-		t.Errorf("restored rows %q, want 1,2,3,4", got)
-	}
+	s.restoreRows(t, "1,2,3,4")
 }
 
 // streamingStandby makes a streaming standby of the setup's primary, with
@@ -390,11 +391,7 @@ func TestBackupFromStandby(t *testing.T) {
 	p.Exec(t, "INSERT INTO t VALUES (2)")
 	s.archiveAll(t)
 
-	c := s.restore(t)
-	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
-	if got := rows(t, c); got != "1,2" {
-		t.Errorf("restored rows %q, want 1,2", got)
-	}
+	s.restoreRows(t, "1,2")
 }
 
 // A restore follows the archive across a timeline switch: a backup of
@@ -424,11 +421,7 @@ func TestBackupAcrossTimelines(t *testing.T) {
 		t.Fatalf("the promoted standby archived %s, want timeline 2", seg)
 	}
 
-	c := s.restore(t)
-	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
-	if got := rows(t, c); got != "1,2,3" {
-		t.Errorf("restored rows %q, want 1,2,3", got)
-	}
+	c := s.restoreRows(t, "1,2,3")
 	if seg := c.QueryValue(t, "SELECT pg_walfile_name(pg_current_wal_lsn())"); seg < "00000003" {
 		t.Errorf("restored cluster writes %s, want a timeline after 2", seg)
 	}
@@ -539,9 +532,5 @@ func TestCleanupKeepsBackupWAL(t *testing.T) {
 	if out := s.walship(t, "verify", "--archive", s.arch); !strings.Contains(out, " 0 problems") {
 		t.Errorf("verify after cleanup:\n%s", out)
 	}
-	c := s.restore(t)
-	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
-	if got := rows(t, c); got != "1,2,3,4,5,6" {
-		t.Errorf("restored rows after cleanup %q, want 1,2,3,4,5,6", got)
-	}
+	s.restoreRows(t, "1,2,3,4,5,6")
 }
