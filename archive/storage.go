@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"slices"
 	"strings"
 	"time"
 )
@@ -108,3 +109,38 @@ func IsNotExist(err error) bool { return errors.Is(err, fs.ErrNotExist) }
 
 // IsExist reports whether err says a file exists already.
 func IsExist(err error) bool { return errors.Is(err, fs.ErrExist) }
+
+// RegularFiles turns a directory listing into what Storage.List returns,
+// for backends to share: hidden names (temporary files in the making) left
+// out, symbolic links followed with stat (a link to a regular file counts as
+// one, as it does for Open), anything but a regular file dropped, entries
+// removed since the listing skipped, sorted by name.
+func RegularFiles(entries []fs.DirEntry, stat func(name string) (fs.FileInfo, error)) ([]FileInfo, error) {
+	var files []FileInfo
+	for _, e := range entries {
+		if strings.HasPrefix(e.Name(), ".") {
+			continue
+		}
+		var fi fs.FileInfo
+		var err error
+		switch {
+		case e.Type().IsRegular():
+			fi, err = e.Info()
+		case e.Type()&fs.ModeSymlink != 0:
+			fi, err = stat(e.Name())
+		default:
+			continue
+		}
+		if IsNotExist(err) {
+			continue // removed since the listing, or a dangling link
+		}
+		if err != nil {
+			return nil, err
+		}
+		if fi.Mode().IsRegular() {
+			files = append(files, FileInfo{Name: e.Name(), Size: fi.Size(), ModTime: fi.ModTime()})
+		}
+	}
+	slices.SortFunc(files, func(a, b FileInfo) int { return strings.Compare(a.Name, b.Name) })
+	return files, nil
+}

@@ -2,8 +2,12 @@ package archive
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -77,4 +81,44 @@ func FuzzValidName(f *testing.F) {
 			t.Fatalf("ValidName(%q): got nil, but filepath.Join(%q, name) = %q leaves the root", name, root, joined)
 		}
 	})
+}
+
+func TestRegularFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, data string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("b", "bb")
+	write("a", "a")
+	write(".a.tmp.1", "in the making")
+	if err := os.Mkdir(filepath.Join(dir, "sub"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for link, target := range map[string]string{"link-to-b": "b", "link-to-sub": "sub", "dangling": "gone"} {
+		if err := os.Symlink(target, filepath.Join(dir, link)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, err := RegularFiles(entries, func(name string) (fs.FileInfo, error) { return os.Stat(filepath.Join(dir, name)) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, f := range files {
+		got = append(got, fmt.Sprintf("%s:%d", f.Name, f.Size))
+	}
+	if want := []string{"a:1", "b:2", "link-to-b:2"}; !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v", got, want)
+	}
+
+	boom := errors.New("stat failed")
+	if _, err := RegularFiles(entries, func(string) (fs.FileInfo, error) { return nil, boom }); !errors.Is(err, boom) {
+		t.Errorf("a failing stat: got %v, want %v", err, boom)
+	}
 }

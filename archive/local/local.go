@@ -358,31 +358,9 @@ func (s *Storage) List(ctx context.Context, dir string) ([]archive.FileInfo, err
 	if err != nil {
 		return nil, err
 	}
-	var files []archive.FileInfo
-	for _, e := range entries {
-		if strings.HasPrefix(e.Name(), ".") {
-			continue
-		}
-		var fi fs.FileInfo
-		switch {
-		case e.Type().IsRegular():
-			fi, err = e.Info()
-		case e.Type()&fs.ModeSymlink != 0:
-			fi, err = os.Stat(filepath.Join(p, e.Name()))
-		default:
-			continue
-		}
-		if errors.Is(err, fs.ErrNotExist) {
-			continue // removed since ReadDir
-		}
-		if err != nil {
-			return nil, err
-		}
-		if fi.Mode().IsRegular() {
-			files = append(files, archive.FileInfo{Name: e.Name(), Size: fi.Size(), ModTime: fi.ModTime()})
-		}
-	}
-	return files, nil
+	return archive.RegularFiles(entries, func(name string) (fs.FileInfo, error) {
+		return os.Stat(filepath.Join(p, name))
+	})
 }
 
 // Remove deletes name and flushes its directory; see archive.Storage.

@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"path"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -443,27 +442,13 @@ func (s *Storage) List(ctx context.Context, dir string) ([]archive.FileInfo, err
 	if err != nil {
 		return nil, err
 	}
-	var files []archive.FileInfo
-	for _, fi := range entries {
-		if strings.HasPrefix(fi.Name(), ".") {
-			continue
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			target, err := s.stat(ctx, c, path.Join(p, fi.Name()))
-			if archive.IsNotExist(err) {
-				continue // dangling, or removed since
-			}
-			if err != nil {
-				return nil, err
-			}
-			fi = target
-		}
-		if fi.Mode().IsRegular() {
-			files = append(files, archive.FileInfo{Name: path.Base(fi.Name()), Size: fi.Size(), ModTime: fi.ModTime()})
-		}
+	dirEntries := make([]fs.DirEntry, len(entries))
+	for i, fi := range entries {
+		dirEntries[i] = fs.FileInfoToDirEntry(fi)
 	}
-	slices.SortFunc(files, func(a, b archive.FileInfo) int { return strings.Compare(a.Name, b.Name) })
-	return files, nil
+	return archive.RegularFiles(dirEntries, func(name string) (fs.FileInfo, error) {
+		return s.stat(ctx, c, path.Join(p, name))
+	})
 }
 
 // Remove deletes name; see archive.Storage.
