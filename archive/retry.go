@@ -113,7 +113,7 @@ func (r *retry) do(ctx context.Context, op, name string, fn func() error, again 
 }
 
 func (r *retry) Put(ctx context.Context, name string, src io.Reader) error {
-	cr := &countingReader{r: src}
+	cr := &CountingReader{R: src}
 	start := int64(-1)
 	seeker, _ := src.(io.Seeker)
 	if seeker != nil {
@@ -122,7 +122,7 @@ func (r *retry) Put(ctx context.Context, name string, src io.Reader) error {
 		}
 	}
 	again := func() bool {
-		if cr.n == 0 {
+		if cr.N == 0 {
 			return true
 		}
 		if start < 0 {
@@ -131,7 +131,7 @@ func (r *retry) Put(ctx context.Context, name string, src io.Reader) error {
 		if _, err := seeker.Seek(start, io.SeekStart); err != nil {
 			return false
 		}
-		cr.n = 0
+		cr.N = 0
 		return true
 	}
 	return r.do(ctx, "put", name, func() error { return r.st.Put(ctx, name, cr) }, again)
@@ -170,15 +170,15 @@ func (r *retryWatcher) Watch(ctx context.Context, dir string) (<-chan struct{}, 
 	return r.st.(Watcher).Watch(ctx, dir)
 }
 
-// countingReader counts the bytes read through it, so Retry knows whether a
-// failed Put consumed any of its input.
-type countingReader struct {
-	r io.Reader
-	n int64
+// CountingReader counts the bytes read through it: Retry, to know whether
+// a failed Put consumed any of its input; a backup, to know what it stored.
+type CountingReader struct {
+	R io.Reader
+	N int64
 }
 
-func (c *countingReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
+func (c *CountingReader) Read(p []byte) (int, error) {
+	n, err := c.R.Read(p)
+	c.N += int64(n)
 	return n, err
 }

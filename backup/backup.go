@@ -387,7 +387,7 @@ type upload struct {
 	pw     *io.PipeWriter
 	errc   chan error
 	file   ArchiveFile
-	stored *countReader
+	stored *archive.CountingReader
 }
 
 func (s *sink) archive(name, location string) error {
@@ -455,7 +455,7 @@ func (s *sink) start(f ArchiveFile) *upload {
 	if s.comp == archive.Zstd && !s.serverZstd {
 		r = archive.Compress(pr)
 	}
-	u.stored = &countReader{r: r}
+	u.stored = &archive.CountingReader{R: r}
 	go func() {
 		err := s.st.Put(s.ctx, Path(s.id, f.Name), u.stored)
 		r.Close()
@@ -484,7 +484,7 @@ func (s *sink) closeCurrent() error {
 	if err := <-u.errc; err != nil {
 		return fmt.Errorf("store %s: %w", u.file.Name, err)
 	}
-	u.file.Stored = u.stored.n
+	u.file.Stored = u.stored.N
 	s.archives = append(s.archives, u.file)
 	s.stored = append(s.stored, u.file.Name)
 	return nil
@@ -532,17 +532,6 @@ func (s *sink) putFile(name string, b []byte) error {
 	}
 	s.stored = append(s.stored, name)
 	return nil
-}
-
-type countReader struct {
-	r io.Reader
-	n int64
-}
-
-func (c *countReader) Read(p []byte) (int, error) {
-	n, err := c.r.Read(p)
-	c.n += int64(n)
-	return n, err
 }
 
 func cmpErr(err, fallback error) error {

@@ -64,13 +64,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 	start := f.now()
 	backoff := time.Duration(0)
 	for attempt := 1; ; attempt++ {
-		err := Restore(ctx, f.Storage, name, dest, f.Expect)
-		if errors.Is(err, ErrNotFound) {
-			// Believe "not found" only from an archive that is there.
-			if perr := present(ctx, f.Storage); perr != nil {
-				err = perr
-			}
-		}
+		err := believeNotFound(ctx, f.Storage, Restore(ctx, f.Storage, name, dest, f.Expect))
 		switch {
 		case err == nil:
 			if attempt > 1 {

@@ -121,13 +121,7 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 			return fmt.Errorf("%s: %w (fast failover)", name, ErrNotFound)
 		}
 
-		err := restore(ctx, w.Storage, n, dest, w.Expect)
-		if errors.Is(err, ErrNotFound) || errors.Is(err, errNotReady) {
-			// Believe "not found" only from an archive that is there.
-			if perr := present(ctx, w.Storage); perr != nil {
-				err = perr
-			}
-		}
+		err := believeNotFound(ctx, w.Storage, restore(ctx, w.Storage, n, dest, w.Expect))
 		switch {
 		case err == nil:
 			if failures > 0 {
@@ -232,6 +226,19 @@ func (w *Waiter) logger() *slog.Logger {
 		return w.Logger
 	}
 	return slog.New(slog.DiscardHandler)
+}
+
+// believeNotFound returns err, unless err says the file is not archived (or
+// not complete yet) and the archive itself does not look like one: then it
+// returns why, an error worth a retry. "Not found" ends recovery, so it is
+// believed only from an archive that is there.
+func believeNotFound(ctx context.Context, st archive.Storage, err error) error {
+	if errors.Is(err, ErrNotFound) || errors.Is(err, errNotReady) {
+		if perr := present(ctx, st); perr != nil {
+			return perr
+		}
+	}
+	return err
 }
 
 // present returns an error unless the archive looks like one: it has

@@ -121,10 +121,6 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 	}
 	defer st.Close()
 	tp := newTermProgress(g.stderr)
-	var prog backup.Progress
-	if tp != nil {
-		prog = tp
-	}
 	start := time.Now()
 	m, err := backup.Backup(ctx, st, backup.Options{
 		ConnString:       opts.DSN,
@@ -134,7 +130,7 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 		CompressOnServer: opts.CompressOn == "server",
 		WALTimeout:       opts.WALTimeout,
 		FromStandby:      opts.FromStandby,
-		Progress:         prog,
+		Progress:         tp.progress(),
 		Logger:           g.logger,
 	})
 	tp.end()
@@ -196,6 +192,15 @@ func newTermProgress(w io.Writer) *termProgress {
 		return nil
 	}
 	return &termProgress{w: w}
+}
+
+// progress returns p as a backup.Progress: nil, not a nil *termProgress in
+// an interface, when there is no terminal, so that callers skip the work.
+func (p *termProgress) progress() backup.Progress {
+	if p == nil {
+		return nil
+	}
+	return p
 }
 
 // Report implements backup.Progress.

@@ -199,9 +199,7 @@ func runRestore(ctx context.Context, g *globals, opts restoreOptions) error {
 		ro.RestoreCommand = fmt.Sprintf("%s fetch --archive %s%s %%f %%p", q(bin), archiveArgs, prefetch)
 	}
 	tp := newTermProgress(g.stderr)
-	if tp != nil {
-		ro.Progress = tp
-	}
+	ro.Progress = tp.progress()
 	m, err := backup.Restore(ctx, st, ro)
 	tp.end()
 	if err != nil {

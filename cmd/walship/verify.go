@@ -56,11 +56,7 @@ func runVerify(ctx context.Context, g *globals, opts verifyOptions) error {
 	}
 	defer st.Close()
 	tp := newTermProgress(g.stderr)
-	var prog backup.Progress
-	if tp != nil {
-		prog = tp
-	}
-	c, r, err := backup.Verify(ctx, st, prog)
+	c, r, err := backup.Verify(ctx, st, tp.progress())
 	tp.end()
 	if err != nil {
 		return err
