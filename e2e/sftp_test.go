@@ -2,11 +2,9 @@ package e2e
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -17,7 +15,6 @@ import (
 	"time"
 
 	"github.com/walship/walship/archive"
-	"github.com/walship/walship/archive/local"
 	"github.com/walship/walship/archive/sftp/sftptest"
 	"github.com/walship/walship/internal/pgtest"
 	"github.com/walship/walship/wal"
@@ -113,20 +110,7 @@ func sftpSegment(t *testing.T, dir string, segno uint64, size int) (string, stri
 // archive directory directly.
 func sftpArchived(t *testing.T, dir, name string) []byte {
 	t.Helper()
-	st, err := local.New(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rc, _, err := archive.OpenWAL(context.Background(), st, name)
-	if err != nil {
-		t.Fatalf("open archived %s: %v", name, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(rc)
-	if err != nil {
-		t.Fatalf("read archived %s: %v", name, err)
-	}
-	return b
+	return archivedWAL(t, openLocal(t, dir), name)
 }
 
 // A primary archives over SFTP to a real sshd, a pg_standby-mode standby

@@ -51,6 +51,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/walship/walship/bench/stats"
 )
 
 var (
@@ -259,7 +261,7 @@ func run() error {
 		os.Remove(final)
 	}
 	fmt.Printf("| %-36s | %6.1f | %6.1f | %6.1f | %6.1f | %6.1f / %5.1f / %4.1f |\n", *label,
-		pct(lat, 50), pct(lat, 90), pct(lat, 99), slices.Max(lat), pct(wake, 50), pct(rest, 50), pct(exit, 50))
+		stats.Pct(lat, 50), stats.Pct(lat, 90), stats.Pct(lat, 99), slices.Max(lat), stats.Pct(wake, 50), stats.Pct(rest, 50), stats.Pct(exit, 50))
 	return nil
 }
 
@@ -339,15 +341,3 @@ func copyFile(from, to string) error {
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
-
-func pct(v []float64, q float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	pos := q / 100 * float64(len(s)-1)
-	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(s)-1)
-	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
-}

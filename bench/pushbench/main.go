@@ -28,7 +28,6 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,6 +37,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/walship/walship/bench/stats"
 )
 
 type tool struct {
@@ -233,7 +234,7 @@ func runPush() error {
 				return fmt.Errorf("%s: %d of %d segments in %s after the pass", t.name, cnt, n, dir)
 			}
 			sizes[k.name+"/"+t.name] = bytes
-			fmt.Fprintf(os.Stderr, "   round %d %-8s %-18s median %7.2f ms\n", round, k.name, t.name, median(times))
+			fmt.Fprintf(os.Stderr, "   round %d %-8s %-18s median %7.2f ms\n", round, k.name, t.name, stats.Median(times))
 		}
 		return os.RemoveAll(dir)
 	}
@@ -407,7 +408,7 @@ func runFixed() error {
 	fmt.Printf("| %-40s | %6s | %7s | %7s | %4s |\n", "command", "median", "p90", "p99", "exit")
 	fmt.Printf("|%s|%s|%s|%s|%s|\n", dashes(42), dashes(8), dashes(9), dashes(9), dashes(6))
 	for j, l := range lines {
-		fmt.Printf("| %-40s | %6.2f | %7.2f | %7.2f | %4d |\n", l[0], median(times[j]), pct(times[j], 90), pct(times[j], 99), codes[j])
+		fmt.Printf("| %-40s | %6.2f | %7.2f | %7.2f | %4d |\n", l[0], stats.Median(times[j]), stats.Pct(times[j], 90), stats.Pct(times[j], 99), codes[j])
 	}
 	fmt.Println()
 	return nil
@@ -474,7 +475,7 @@ func summarize(rawPath string, tools []tool, ks []kind, sizes map[string]int64) 
 		var m []float64
 		for r := 1; r <= *rounds; r++ {
 			if v := perRound[key+"/"+strconv.Itoa(r)]; len(v) > 0 {
-				m = append(m, median(v))
+				m = append(m, stats.Median(v))
 			}
 		}
 		return m
@@ -491,8 +492,8 @@ func summarize(rawPath string, tools []tool, ks []kind, sizes map[string]int64) 
 			rm := roundMedians(key)
 			per := float64(sizes[key]) / float64(*segments)
 			fmt.Printf("| %-18s | %6.2f | %6.2f | %6.2f | %6.2f – %6.2f | %6.0f | %10.0f | %5.1f%% |\n",
-				t.name, median(v), pct(v, 90), pct(v, 99), slices.Min(rm), slices.Max(rm),
-				16/(median(v)/1000)*1.048576, per, 100*per/(16<<20))
+				t.name, stats.Median(v), stats.Pct(v, 90), stats.Pct(v, 99), slices.Min(rm), slices.Max(rm),
+				16/(stats.Median(v)/1000)*1.048576, per, 100*per/(16<<20))
 		}
 		fmt.Println()
 	}
@@ -524,27 +525,11 @@ func summarize(rawPath string, tools []tool, ks []kind, sizes map[string]int64) 
 					fmt.Printf(" %-8s |", "-")
 					continue
 				}
-				fmt.Printf(" %.2f [%.2f–%.2f]   |", median(all[k.name+"/"+a])/median(all[k.name+"/"+b]), slices.Min(rr), slices.Max(rr))
+				fmt.Printf(" %.2f [%.2f–%.2f]   |", stats.Median(all[k.name+"/"+a])/stats.Median(all[k.name+"/"+b]), slices.Min(rr), slices.Max(rr))
 			}
 			fmt.Println()
 		}
 		fmt.Println()
 	}
 	return nil
-}
-
-func median(v []float64) float64 { return pct(v, 50) }
-
-// pct returns the q-th percentile of v by linear interpolation between
-// closest ranks.
-func pct(v []float64, q float64) float64 {
-	if len(v) == 0 {
-		return math.NaN()
-	}
-	s := slices.Clone(v)
-	slices.Sort(s)
-	pos := q / 100 * float64(len(s)-1)
-	lo := int(math.Floor(pos))
-	hi := min(lo+1, len(s)-1)
-	return s[lo] + (s[hi]-s[lo])*(pos-float64(lo))
 }
