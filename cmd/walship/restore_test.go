@@ -23,6 +23,7 @@ func TestBackupCommandsUsage(t *testing.T) {
 		{"restore", "--archive", arch, "--pgdata", pgdata, "--tablespace-map", "relative=/x"},
 		{"restore", "--archive", arch, "--pgdata", pgdata, "extra"},
 		{"backup", "--archive", arch, "--compress", "lz4"},
+		{"backup", "--archive", arch, "--compress-on", "nowhere"},
 		{"backup", "--archive", arch, "extra"},
 		{"backup"},
 		{"expire", "--archive", arch},
