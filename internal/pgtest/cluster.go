@@ -135,7 +135,7 @@ func newCluster(t testing.TB) *Cluster {
 		User:      pgUser(t).name,
 		Home:      home,
 		LogFile:   filepath.Join(home, "server.log"),
-		Port:      freePort(t),
+		Port:      FreePort(t),
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -235,7 +235,7 @@ func (c *Cluster) start(t testing.TB, wait bool) {
 			return
 		}
 		if attempt < 5 && bytes.Contains(readFrom(c.LogFile, offset), []byte("Address already in use")) {
-			c.Port = freePort(t)
+			c.Port = FreePort(t)
 			c.writePortConf(t)
 			continue
 		}
@@ -429,8 +429,8 @@ func (c *Cluster) run(t testing.TB, name string, args ...string) {
 	}
 }
 
-// freePort returns a TCP port on 127.0.0.1 that nobody listens on now.
-func freePort(t testing.TB) int {
+// FreePort returns a TCP port on 127.0.0.1 that nobody listens on now.
+func FreePort(t testing.TB) int {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

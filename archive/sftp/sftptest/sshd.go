@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/walship/walship/internal/pgtest"
 )
 
 // SSHDPath is where the tests take OpenSSH's sshd from; sshd insists on an
@@ -77,7 +79,7 @@ func StartSSHD(t testing.TB) *SSHD {
 		d.stop()
 	})
 	for attempt := 1; ; attempt++ {
-		d.Port = freePort(t)
+		d.Port = pgtest.FreePort(t)
 		d.Addr = net.JoinHostPort(d.Host, strconv.Itoa(d.Port))
 		err := d.start(t)
 		if err == nil {
@@ -257,16 +259,6 @@ func procStat(pid int) (state byte, ppid int, err error) {
 	}
 	ppid, err = strconv.Atoi(f[1])
 	return f[0][0], ppid, err
-}
-
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 // syncBuffer is a bytes.Buffer safe for a process's output and the test to
