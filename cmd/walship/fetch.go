@@ -57,8 +57,7 @@ then only renames. One prefetcher runs at a time; each served copy leaves the
 spool, older ones are removed. The spool holds at most N segments more than
 the server needs.
 
-Exit codes: 0 restored; 1 not found; 250 stop recovery: corrupt or foreign
-WAL, an unreachable archive in point-in-time recovery, or a usage error.`,
+` + exitHelp(roleRestore),
 		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.IntFlag{Name: "prefetch", EnvVars: []string{"WALSHIP_PREFETCH"},
@@ -70,11 +69,8 @@ WAL, an unreachable archive in point-in-time recovery, or a usage error.`,
 			&cli.StringFlag{Name: "prefetch-after", Hidden: true,
 				Usage: "internal: run as the prefetcher of the segments after this one"},
 		}, sshFlags()...),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			// Exit 2 would read as "not found" and end recovery.
-			return abortError{usageError{err}}
-		},
 		Action: func(c *cli.Context) error {
+			g.ran = true
 			opts := fetchOptions{
 				Archive:   c.String("archive"),
 				SSH:       sshOptionsFrom(c, g.logger),
@@ -85,18 +81,22 @@ WAL, an unreachable archive in point-in-time recovery, or a usage error.`,
 			}
 			if opts.FillAfter == "" {
 				if c.NArg() != 2 {
-					return abortError{usagef("fetch takes %%f %%p; got %d arguments", c.NArg())}
+					return usagef("fetch takes %%f %%p; got %d arguments", c.NArg())
 				}
 				opts.Name, opts.Dest = c.Args().Get(0), c.Args().Get(1)
 			}
 			err := runFetch(c.Context, g.logger, opts)
 			switch {
-			case err == nil, errors.Is(err, waiter.ErrNotFound), c.Context.Err() != nil:
-				return err
+			case errors.Is(err, waiter.ErrNotFound):
+				return quietError{err}
 			case errors.Is(err, waiter.ErrUnavailable) && standbySignal(opts.PGData):
-				return err // the server retries; exit 1 ends nothing
+				// With standby.signal the server asks again in a few
+				// seconds: "not found" ends nothing, while stopping
+				// recovery would take a streaming standby down.
+				g.logger.Warn("archive unavailable; answering not found, the server asks again", "file", opts.Name, "err", err)
+				return quietError{err}
 			default:
-				return abortError{err}
+				return err // stops recovery (exitTable)
 			}
 		},
 	}

@@ -27,8 +27,9 @@ func backupApp(out *bytes.Buffer) func(args ...string) (int, error) {
 				app.Commands = append(app.Commands, c)
 			}
 		}
-		err := app.RunContext(context.Background(), append([]string{"walship"}, args...))
-		return exitCode(err), err
+		argv := append([]string{"walship"}, args...)
+		err := app.RunContext(context.Background(), argv)
+		return exitCodeFor(roleOf(argv), err), err
 	}
 }
 

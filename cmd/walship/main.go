@@ -18,27 +18,23 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-
-	"github.com/walship/walship/archive"
-	"github.com/walship/walship/wal"
-)
-
-// Exit codes. PostgreSQL reads every code from 1 to 125 as "failed, try
-// again" (archive_command) or "not found" (restore_command), and a code
-// above 125 as "stop recovery now".
-const (
-	exitOK       = 0
-	exitFailed   = 1   // not found, or failed: PostgreSQL retries
-	exitUsage    = 2   // bad arguments or configuration
-	exitAbortRec = 250 // restore_command only: the archive holds bad WAL, stop recovery
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
 var version = "dev"
 
 func main() {
+	r := roleOf(os.Args)
+	if r == roleRestore {
+		// A panic exits with code 2, which PostgreSQL reads as "not found"
+		// and answers by promoting. Crash by SIGABRT instead: FATAL.
+		debug.SetTraceback("crash")
+	}
+	// A broken stderr (the server's log pipe) must not kill a wait that
+	// PostgreSQL depends on: writes fail with EPIPE instead, and are dropped.
+	signal.Ignore(syscall.SIGPIPE)
 	sigc := make(chan os.Signal, 1)
-	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGQUIT)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	ctx, cancel := context.WithCancel(context.Background())
 	var got atomic.Value
 	go func() {
@@ -47,7 +43,7 @@ func main() {
 			// PostgreSQL's immediate shutdown: go at once. Go's own
 			// handler would dump every goroutine into the server log;
 			// 128+3 reads, like death by the signal, as "stop recovery".
-			os.Exit(128 + int(syscall.SIGQUIT))
+			os.Exit(exitSignal(syscall.SIGQUIT))
 		}
 		got.Store(s)
 		cancel()
@@ -57,14 +53,22 @@ func main() {
 	code := runContext(ctx, os.Args, os.Stdout, os.Stderr)
 	stopProfile()
 	if s, ok := got.Load().(syscall.Signal); ok {
-		// Die by the signal that stopped us, as PostgreSQL expects of a
-		// restore_command: killed by SIGTERM means "shutting down", while an
-		// exit code would read as "not found" and could end recovery.
-		signal.Reset(s)
-		syscall.Kill(os.Getpid(), s)
-		time.Sleep(time.Second)
+		dieBy(s)
 	}
 	os.Exit(code)
+}
+
+// dieBy ends walship by the signal s that stopped it, as PostgreSQL expects
+// of a restore_command: killed by SIGTERM means "shutting down", while an
+// exit code from 1 to 125 would read as "not found" and end recovery. A
+// signal that was ignored when walship started (the startup process
+// ignores SIGINT, and its children inherit that) stays ignored after
+// signal.Reset, so dieBy then exits 128+s, which reads the same.
+func dieBy(s syscall.Signal) {
+	signal.Reset(s)
+	syscall.Kill(os.Getpid(), s)
+	time.Sleep(100 * time.Millisecond) // the signal is delivered at once if it can be
+	os.Exit(exitSignal(s))
 }
 
 // standalone is set when walship runs as its own process, not inside tests.
@@ -110,14 +114,26 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	return runApp(ctx, newApp(stdout, stderr), args, stderr)
 }
 
-// runApp runs app, reports its error on stderr and returns the exit code.
-func runApp(ctx context.Context, app *cli.App, args []string, stderr io.Writer) int {
+// runApp runs app, reports its error on stderr and returns the exit code,
+// which exitTable decides from who runs walship (roleOf) and how it ended.
+func runApp(ctx context.Context, app *cli.App, args []string, stderr io.Writer) (code int) {
+	r := roleOf(args)
+	g, _ := app.Metadata[globalsKey].(*globals)
+	defer func() {
+		if p := recover(); p != nil {
+			fmt.Fprintf(stderr, "walship: internal error: %v\n%s", p, debug.Stack())
+			code = exitCodeFor(r, fmt.Errorf("panic: %v", p))
+		}
+	}()
 	err := app.RunContext(ctx, args)
-	code := exitCode(err)
+	if err == nil && r == roleRestore && helpShownForRestore(args, g != nil && g.ran) {
+		err = usagef("nothing was restored: --help or --version on a restore_command line; remove it from restore_command")
+	}
+	code = exitCodeFor(r, err)
 	var q quietError
 	switch {
 	case err == nil, errors.As(err, &q):
-	case errors.Is(err, context.Canceled):
+	case interrupted(err):
 		fmt.Fprintln(stderr, "walship: interrupted")
 	default:
 		fmt.Fprintf(stderr, "walship: %v\n", err)
@@ -149,26 +165,16 @@ type abortError struct{ err error }
 func (a abortError) Error() string { return a.err.Error() }
 func (a abortError) Unwrap() error { return a.err }
 
-// exitCode maps an error to walship's exit code: the only place that does.
-func exitCode(err error) int {
-	var u usageError
-	var a abortError
-	switch {
-	case err == nil:
-		return exitOK
-	case errors.As(err, &a):
-		return exitAbortRec
-	case errors.As(err, &u), errors.Is(err, wal.ErrInvalidName), errors.Is(err, archive.ErrInvalidName):
-		return exitUsage
-	default:
-		return exitFailed
-	}
-}
+// globalsKey finds an app's globals in its Metadata.
+const globalsKey = "walship.globals"
 
 // globals are what every command gets from the top-level flags.
 type globals struct {
 	stdout, stderr io.Writer
 	logger         *slog.Logger
+	// ran is set by the actions of restore commands: an exit 0 without it
+	// restored nothing.
+	ran bool
 }
 
 // newApp builds walship. Tests pass extra commands, which get the same
@@ -186,8 +192,7 @@ On the primary, in postgresql.conf:
    archive_mode = on
    archive_command = 'walship push --archive /srv/walship/main %p %f'
 
-Exit codes: 0 done; 1 failed or not found (PostgreSQL retries); 2 usage error;
-250 stop recovery (restore commands only: the archive holds corrupt or foreign WAL).`,
+` + exitHelpAll(),
 		Writer:          stdout,
 		ErrWriter:       stderr,
 		HideHelpCommand: true,
@@ -218,6 +223,7 @@ Exit codes: 0 done; 1 failed or not found (PostgreSQL retries); 2 usage error;
 			expireCommand(g),
 			cleanupCommand(g),
 		}, extra...),
+		Metadata:       map[string]any{globalsKey: g},
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes
 		OnUsageError:   onUsageError,
 	}

@@ -39,7 +39,7 @@ Pushing a file that is archived already with the same content succeeds (the
 server re-archives after a crash); different content under an existing name
 fails and leaves the archived file untouched.
 
-Exit codes: 0 archived; 1 failed (PostgreSQL retries later); 2 usage error.`,
+` + exitHelp(roleArchive),
 		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "compress", Value: "zstd", EnvVars: []string{"WALSHIP_COMPRESS"},

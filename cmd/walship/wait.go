@@ -74,8 +74,7 @@ history files when it picks a new timeline). An archive that cannot be read
 is retried with backoff and logged, never reported as "not found", which
 would promote the standby. A corrupt or foreign segment stops recovery.
 
-Exit codes: 0 restored; 1 not found (recovery ends); 250 stop recovery: the
-archive holds bad WAL, or walship was called wrongly.`,
+` + exitHelp(roleRestore),
 		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "trigger", EnvVars: []string{"WALSHIP_TRIGGER"},
@@ -91,13 +90,10 @@ archive holds bad WAL, or walship was called wrongly.`,
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
 				Usage: "the standby's data directory, to read its system identifier (default: the current directory, where PostgreSQL runs restore_command)"},
 		}, sshFlags()...),
-		OnUsageError: func(_ *cli.Context, err error, _ bool) error {
-			// Exit 2 would read as "not found" and promote the standby.
-			return abortError{usageError{err}}
-		},
 		Action: func(c *cli.Context) error {
+			g.ran = true
 			if c.NArg() < 2 || c.NArg() > 3 {
-				return abortError{usagef("wait takes %%f %%p [%%r]; got %d arguments", c.NArg())}
+				return usagef("wait takes %%f %%p [%%r]; got %d arguments", c.NArg())
 			}
 			err := runWait(c.Context, g.logger, waitOptions{
 				Archive: c.String("archive"),
@@ -112,16 +108,12 @@ archive holds bad WAL, or walship was called wrongly.`,
 				Dest:    c.Args().Get(1),
 				Restart: c.Args().Get(2),
 			})
-			switch {
-			case errors.Is(err, waiter.ErrNotFound):
+			if errors.Is(err, waiter.ErrNotFound) {
 				g.logger.Debug("answering not found", "file", c.Args().Get(0), "reason", err)
 				return quietError{err}
-			case err == nil, c.Context.Err() != nil:
-				return err
-			default:
-				// Anything else must stop recovery rather than end it.
-				return abortError{err}
 			}
+			// Anything else stops recovery rather than ending it (exitTable).
+			return err
 		},
 	}
 }
