@@ -87,40 +87,56 @@ func equalFoldASCII(b []byte, lower string) bool {
 // file, or holding anything else, returns None and ErrUnknownContent.
 //
 // A file written in place (echo fast > file) is empty for a moment, which
-// reads as Smart; Write never shows a partial file.
+// Read takes as Smart; a waiting restore command reads the file with a
+// Reader instead, which waits for an empty file to settle. Write never shows
+// a partial file.
 func Read(path string) (Mode, error) {
+	m, _, err := read(path)
+	return m, err
+}
+
+// read is Read, also returning what the file was when read (nil when
+// missing).
+func read(path string) (Mode, fs.FileInfo, error) {
 	if path == "" {
-		return None, errors.New("read trigger: no trigger file given")
+		return None, nil, errors.New("read trigger: no trigger file given")
 	}
 	// O_NONBLOCK: opening a FIFO put there by mistake must not hang.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if errors.Is(err, fs.ErrNotExist) {
-		return None, nil
+		return None, nil, nil
 	}
 	if err != nil {
-		return None, fmt.Errorf("read trigger: %w", err)
+		return None, nil, fmt.Errorf("read trigger: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
 	if err != nil {
-		return None, fmt.Errorf("read trigger: %w", err)
+		return None, nil, fmt.Errorf("read trigger: %w", err)
 	}
 	if !fi.Mode().IsRegular() {
-		return None, fmt.Errorf("read trigger %s: not a regular file (%v)", path, fi.Mode().Type())
+		return None, fi, fmt.Errorf("read trigger %s: not a regular file (%v)", path, fi.Mode().Type())
 	}
 	if fi.Size() > maxSize {
-		return None, fmt.Errorf("trigger file %s: %w: %d bytes is too large", path, ErrUnknownContent, fi.Size())
+		return None, fi, fmt.Errorf("trigger file %s: %w: %d bytes is too large", path, ErrUnknownContent, fi.Size())
 	}
 	b, err := io.ReadAll(io.LimitReader(f, maxSize))
 	if err != nil {
-		return None, fmt.Errorf("read trigger: %w", err)
+		return None, fi, fmt.Errorf("read trigger: %w", err)
+	}
+	if len(b) == 0 {
+		fi = emptyFile{fi}
 	}
 	m, err := Parse(b)
 	if err != nil {
-		return None, fmt.Errorf("trigger file %s: %w", path, err)
+		return None, fi, fmt.Errorf("trigger file %s: %w", path, err)
 	}
-	return m, nil
+	return m, fi, nil
 }
+
+// emptyFile marks the FileInfo of a file read as empty, whatever its size
+// says by the time it is looked at.
+type emptyFile struct{ fs.FileInfo }
 
 // Write sets the trigger at path to m, which must be Smart or Fast,
 // atomically and durably: a reader sees the old file or the new one, and the

@@ -231,7 +231,8 @@ func postmasterAlive(pgdata string) func() error {
 type fileTrigger struct {
 	path    string
 	watcher *trigger.Watcher
-	changed <-chan struct{}
+	reader  *trigger.Reader
+	wake    chan struct{} // the watcher's news, and rechecks of an empty file
 	logger  *slog.Logger
 	warned  bool
 }
@@ -242,14 +243,28 @@ func newFileTrigger(ctx context.Context, path string, poll time.Duration, logger
 	if err != nil {
 		return nil, fmt.Errorf("watch trigger file: %w", err)
 	}
-	return &fileTrigger{path: path, watcher: w, changed: ch, logger: logger}, nil
+	f := &fileTrigger{path: path, watcher: w, reader: &trigger.Reader{Path: path},
+		wake: make(chan struct{}, 1), logger: logger}
+	go func() {
+		for range ch {
+			f.notify()
+		}
+	}()
+	return f, nil
+}
+
+func (f *fileTrigger) notify() {
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
 }
 
 func (f *fileTrigger) Mode() trigger.Mode {
 	if f.watcher.SignalledFast() {
 		return trigger.Fast
 	}
-	m, err := trigger.Read(f.path)
+	m, recheck, err := f.reader.Mode()
 	if err != nil {
 		if !f.warned {
 			f.logger.Warn("ignoring trigger file: write \"smart\" or \"fast\" into it, or leave it empty", "path", f.path, "err", err)
@@ -257,12 +272,18 @@ func (f *fileTrigger) Mode() trigger.Mode {
 		}
 		return trigger.None
 	}
+	if recheck > 0 {
+		// An empty file that may be written in a moment: look again
+		// once it has settled.
+		f.logger.Debug("trigger file is empty; waiting for it to settle", "path", f.path, "recheck_in", recheck)
+		time.AfterFunc(recheck, f.notify)
+	}
 	return m
 }
 
 func (f *fileTrigger) Consume() error { return trigger.Consume(f.path) }
 
-func (f *fileTrigger) Changed() <-chan struct{} { return f.changed }
+func (f *fileTrigger) Changed() <-chan struct{} { return f.wake }
 
 // signalTrigger is SIGUSR1 alone, pg_standby's fast failover, for a wait
 // without a trigger file.
