@@ -48,8 +48,10 @@ writes it into postgresql.auto.conf:
 it of an archive it cannot read: it retries for --retry-for (30 s), then
 exits 250, which stops the server instead of ending recovery early; start it
 again once the archive is back. With standby.signal in the data directory
-the server retries by itself, so fetch exits 1 then instead. An archive
-that holds neither walship.json nor WAL is taken as not mounted, not empty.
+the server retries by itself (and streams meanwhile), so fetch retries for
+3 s unless --retry-for is given, then exits 1 instead. An archive directory
+that does not exist, or holds neither walship.json nor WAL, is taken as not
+mounted: unreachable, never empty.
 
 --prefetch N: after serving a segment, a background walship fetch downloads
 the next N segments, verified, into pg_wal/walship-spool; the next fetch
@@ -79,6 +81,11 @@ the server needs.
 				PGData:    c.String("pgdata"),
 				FillAfter: c.String("prefetch-after"),
 			}
+			if !c.IsSet("retry-for") && standbySignal(opts.PGData) {
+				// The server asks again by itself, and streams meanwhile:
+				// a long retry here would only hold up replication.
+				opts.RetryFor = min(opts.RetryFor, standbyRetryFor)
+			}
 			if opts.FillAfter == "" {
 				if c.NArg() != 2 {
 					return usagef("fetch takes %%f %%p; got %d arguments", c.NArg())
@@ -102,6 +109,10 @@ the server needs.
 	}
 }
 
+// standbyRetryFor is how long fetch retries an unreadable archive by
+// default on a standby.signal standby.
+const standbyRetryFor = 3 * time.Second
+
 func standbySignal(pgdata string) bool {
 	if pgdata == "" {
 		pgdata = "."
@@ -115,7 +126,7 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 	if opts.Prefetch < 0 {
 		return usagef("--prefetch must not be negative")
 	}
-	st, err := openArchive(ctx, opts.Archive, opts.SSH)
+	st, err := openArchiveToRead(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
 	}

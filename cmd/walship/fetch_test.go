@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/urfave/cli/v2"
 )
@@ -85,6 +86,29 @@ func TestFetchExitCodes(t *testing.T) {
 	}
 	if code, err := run("fetch", "--pgdata", pgdata, "--archive", empty, "--retry-for", "1ms", "000000010000000000000003", dest); code != exitFailed {
 		t.Errorf("unmounted archive with standby.signal: exit %d (%v), want 1", code, err)
+	}
+}
+
+// An archive directory that does not exist is unreachable, not a reason to
+// stop at once: fetch retries, then answers as for an unreadable archive.
+func TestFetchArchiveDirMissing(t *testing.T) {
+	var out bytes.Buffer
+	run := backupApp(&out)
+	missing := filepath.Join(t.TempDir(), "not-mounted", "main")
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	pgdata := t.TempDir()
+	start := time.Now()
+	code, err := run("fetch", "--pgdata", pgdata, "--archive", missing, "--retry-for", "500ms", "00000003.history", dest)
+	if code != exitAbortRec || time.Since(start) < 500*time.Millisecond {
+		t.Errorf("PITR, archive directory missing: exit %d after %v (%v), want %d after retrying 500ms", code, time.Since(start), err, exitAbortRec)
+	}
+	if err := os.WriteFile(filepath.Join(pgdata, "standby.signal"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	start = time.Now()
+	code, err = run("fetch", "--pgdata", pgdata, "--archive", missing, "00000003.history", dest)
+	if code != exitFailed || time.Since(start) < standbyRetryFor || time.Since(start) > standbyRetryFor+2*time.Second {
+		t.Errorf("standby.signal, archive directory missing: exit %d after %v (%v), want 1 after about %v", code, time.Since(start), err, standbyRetryFor)
 	}
 }
 

@@ -88,6 +88,20 @@ func openArchive(ctx context.Context, rawURL string, ssh ...sshOptions) (archive
 	}
 }
 
+// openArchiveToRead opens the archive of a restore command (wait, fetch).
+// A directory that cannot be opened now, because it does not exist (an NFS
+// share not mounted, a subdirectory of one) or cannot be read, is an
+// archive to retry, as an unreachable SFTP host is: opening is tried again
+// on each use, and every failure is an error that is never "not found".
+func openArchiveToRead(ctx context.Context, rawURL string, ssh sshOptions) (archive.Storage, error) {
+	if rawURL != "" {
+		if u, err := archive.ParseURL(rawURL); err == nil && u.Scheme == "file" {
+			return archive.Lazy(u.Path, func(context.Context) (archive.Storage, error) { return local.New(u.Path) }), nil
+		}
+	}
+	return openArchive(ctx, rawURL, ssh)
+}
+
 func openSFTP(u archive.URL, o sshOptions) (archive.Storage, error) {
 	policy, err := sftp.ParseHostKeyPolicy(o.HostKeyPolicy)
 	if err != nil {

@@ -123,7 +123,7 @@ func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
 	if opts.Cleanup && opts.Restart == "" {
 		return usagef("--cleanup needs %%r as the third argument")
 	}
-	st, err := openArchive(ctx, opts.Archive, opts.SSH)
+	st, err := openArchiveToRead(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -190,5 +191,86 @@ func TestWaitQuitsOnSIGQUIT(t *testing.T) {
 	}
 	if strings.Contains(stderr.String(), "goroutine") {
 		t.Errorf("wait after SIGQUIT wrote a goroutine dump:\n%s", stderr.String())
+	}
+}
+
+// SIGINT and SIGHUP end wait by the signal, or with 128+N where the signal
+// was ignored when walship started (PostgreSQL's startup process ignores
+// SIGINT, and the restore_command inherits that), never with 1, which reads
+// as "not found" and promotes. SIGPIPE is ignored: a broken log pipe must
+// not end a wait.
+func TestWaitSignalsNeverExit1(t *testing.T) {
+	bin := pgtest.Walship(t)
+	arch, _, _ := archiveWith(t)
+	for _, tc := range []struct {
+		sig     syscall.Signal
+		ignored bool // ignored by the parent, as the startup process does with SIGINT
+	}{
+		{syscall.SIGINT, false}, {syscall.SIGINT, true}, {syscall.SIGHUP, false}, {syscall.SIGHUP, true},
+	} {
+		trap := ""
+		if tc.ignored {
+			trap = `trap "" INT HUP; `
+		}
+		cmd := exec.Command("sh", "-c", trap+`exec "$0" wait --archive "$1" 000000010000000000000009 "$2"`,
+			bin, arch, filepath.Join(t.TempDir(), "RECOVERYXLOG"))
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(300 * time.Millisecond)
+		if err := cmd.Process.Signal(tc.sig); err != nil {
+			t.Fatal(err)
+		}
+		cmd.Wait()
+		ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+		if !(ws.Signaled() && ws.Signal() == tc.sig) && ws.ExitStatus() <= 125 {
+			t.Errorf("%v (ignored at start: %v): %v, want death by the signal or an exit above 125", tc.sig, tc.ignored, cmd.ProcessState)
+		}
+	}
+
+	cmd := exec.Command(bin, "wait", "--archive", arch, "000000010000000000000009", filepath.Join(t.TempDir(), "RECOVERYXLOG"))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	time.Sleep(300 * time.Millisecond)
+	cmd.Process.Signal(syscall.SIGPIPE)
+	select {
+	case <-done:
+		t.Errorf("wait ended on SIGPIPE: %v", cmd.ProcessState)
+	case <-time.After(500 * time.Millisecond):
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	<-done
+}
+
+// An archive directory that does not exist (an NFS share not mounted under
+// it) is an unreachable archive: wait keeps waiting, and serves the segment
+// once the directory is back.
+func TestWaitArchiveDirMissing(t *testing.T) {
+	arch, name, seg := archiveWith(t)
+	away := arch + ".away"
+	if err := os.Rename(arch, away); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	go func() {
+		time.Sleep(time.Second)
+		os.Rename(away, arch)
+	}()
+	trig := filepath.Join(t.TempDir(), "trigger")
+	if code, stderr := walshipRun(t, "promote", "--trigger", trig); code != 0 { // even smart must wait
+		t.Fatalf("promote: %d %s", code, stderr)
+	}
+	code, stderr := walshipRun(t, "wait", "--archive", arch, "--trigger", trig, "--poll", "100ms", name, dest)
+	if code != 0 {
+		t.Fatalf("wait with the archive directory missing for 1s: exit %d, want 0; %s", code, stderr)
+	}
+	if got, _ := os.ReadFile(dest); !bytes.Equal(got, seg) {
+		t.Error("restored segment differs")
+	}
+	if !strings.Contains(stderr, "does not exist") {
+		t.Errorf("stderr does not say the archive directory is missing: %q", stderr)
 	}
 }
