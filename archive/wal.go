@@ -3,13 +3,34 @@ package archive
 import (
 	"context"
 	"fmt"
+	"hash"
 	"io"
+	"strconv"
+	"strings"
+
+	"github.com/cespare/xxhash/v2"
 )
 
+// ChecksumSuffix ends the name of the checksum file that walship stores
+// beside every raw (uncompressed) WAL file it archives:
+// wal/<name>.xxh64 holds "xxh64 <16 hex digits> <size>\n" of wal/<name>.
+// A zstd file carries its own content checksums; a raw one would otherwise
+// carry none, and a bit flipped in a raw segment is, to PostgreSQL, the end
+// of WAL, which promotes a waiting standby. The checksum file is written
+// after the file it describes, so a raw file without one is either a file
+// another tool copied in (plain cp, pg_standby's archives) or a push that
+// died in between; readers then verify the WAL records instead.
+const ChecksumSuffix = ".xxh64"
+
+// ChecksumPath returns the archive name of the checksum file of the raw WAL
+// file name.
+func ChecksumPath(name string) string { return WALPath(name, ChecksumSuffix) }
+
 // PutWAL stores a WAL file (segment, .history, .backup or .partial) under
-// wal/, compressed as c says. Like Put it never replaces a file: if the name
-// is archived already, in any compression, it returns an error matching
-// fs.ErrExist, and the caller decides whether the archived copy is the same.
+// wal/, compressed as c says; a raw file gets its checksum file. Like Put it
+// never replaces a file: if the name is archived already, in any
+// compression, it returns an error matching fs.ErrExist, and the caller
+// decides whether the archived copy is the same.
 func PutWAL(ctx context.Context, st Storage, name string, r io.Reader, c Compression) error {
 	if _, _, err := StatWAL(ctx, st, name); err == nil {
 		return fmt.Errorf("%s: %w", name, errExist)
@@ -17,20 +38,111 @@ func PutWAL(ctx context.Context, st Storage, name string, r io.Reader, c Compres
 		return err
 	}
 	if c == None {
-		return st.Put(ctx, WALPath(name, ""), r)
+		hr := &hashingReader{r: r, h: xxhash.New()}
+		if err := st.Put(ctx, WALPath(name, ""), hr); err != nil {
+			return err
+		}
+		return WriteChecksum(ctx, st, name, Checksum{Sum: hr.h.Sum64(), Size: hr.n})
 	}
 	zr := Compress(r)
 	defer zr.Close()
 	return st.Put(ctx, WALPath(name, c.Suffix()), zr)
 }
 
-// StatWAL finds the archived copy of a WAL file, trying every suffix, and
-// returns its info and suffix. A file that is not archived returns an error
-// matching fs.ErrNotExist.
+// Checksum is the content of a raw file's checksum file.
+type Checksum struct {
+	Sum  uint64 // XXH64, seed 0
+	Size int64
+}
+
+// ChecksumOf returns the checksum of what r reads.
+func ChecksumOf(r io.Reader) (Checksum, error) {
+	h := xxhash.New()
+	n, err := io.Copy(h, r)
+	return Checksum{Sum: h.Sum64(), Size: n}, err
+}
+
+func (c Checksum) String() string { return fmt.Sprintf("xxh64 %016x %d\n", c.Sum, c.Size) }
+
+// parseChecksum parses a checksum file.
+func parseChecksum(b []byte) (Checksum, error) {
+	f := strings.Fields(string(b))
+	if len(f) != 3 || f[0] != "xxh64" || len(f[1]) != 16 {
+		return Checksum{}, fmt.Errorf("%w: checksum file holds %q, want \"xxh64 <16 hex digits> <size>\"", ErrCorrupt, b)
+	}
+	sum, err1 := strconv.ParseUint(f[1], 16, 64)
+	size, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil || size < 0 {
+		return Checksum{}, fmt.Errorf("%w: checksum file holds %q", ErrCorrupt, b)
+	}
+	return Checksum{Sum: sum, Size: size}, nil
+}
+
+// WriteChecksum stores the checksum file of the raw WAL file name. One that
+// exists with the same content is kept; one with other content is left from
+// an earlier file of that name, removed since (cleanup removes the file
+// before its checksum), and is replaced: the caller has just stored, or
+// compared byte for byte, the file it describes.
+func WriteChecksum(ctx context.Context, st Storage, name string, c Checksum) error {
+	path := ChecksumPath(name)
+	err := st.Put(ctx, path, strings.NewReader(c.String()))
+	if !IsExist(err) {
+		return err
+	}
+	if old, rerr := readChecksum(ctx, st, name); rerr == nil && old == c {
+		return nil
+	}
+	if err := st.Remove(ctx, path); err != nil && !IsNotExist(err) {
+		return err
+	}
+	return st.Put(ctx, path, strings.NewReader(c.String()))
+}
+
+// readChecksum reads the checksum file of the raw WAL file name; a missing
+// one matches fs.ErrNotExist.
+func readChecksum(ctx context.Context, st Storage, name string) (Checksum, error) {
+	rc, err := st.Open(ctx, ChecksumPath(name))
+	if err != nil {
+		return Checksum{}, err
+	}
+	defer rc.Close()
+	b, err := io.ReadAll(io.LimitReader(rc, 256))
+	if err != nil {
+		return Checksum{}, err
+	}
+	return parseChecksum(b)
+}
+
+// hashingReader hashes and counts what it reads.
+type hashingReader struct {
+	r io.Reader
+	h hash.Hash64
+	n int64
+}
+
+func (h *hashingReader) Read(p []byte) (int, error) {
+	n, err := h.r.Read(p)
+	h.h.Write(p[:n])
+	h.n += int64(n)
+	return n, err
+}
+
+// FlatPath returns where a pg_standby-style archive keeps the WAL file
+// name: at its root, as "cp %p /archive/%f" wrote it.
+func FlatPath(name string) string { return name }
+
+// StatWAL finds the archived copy of a WAL file, trying every suffix under
+// wal/ and then the archive's root (a pg_standby archive, read as it is),
+// and returns its info and suffix. A file that is not archived returns an
+// error matching fs.ErrNotExist.
 func StatWAL(ctx context.Context, st Storage, name string) (FileInfo, string, error) {
-	for _, suffix := range Suffixes {
-		fi, err := st.Stat(ctx, WALPath(name, suffix))
+	for _, path := range walPaths(name) {
+		fi, err := st.Stat(ctx, path)
 		if err == nil {
+			suffix := ""
+			if strings.HasSuffix(path, ".zst") {
+				suffix = ".zst"
+			}
 			return fi, suffix, nil
 		}
 		if !IsNotExist(err) {
@@ -40,33 +152,95 @@ func StatWAL(ctx context.Context, st Storage, name string) (FileInfo, string, er
 	return FileInfo{}, "", fmt.Errorf("%s: %w", name, errNotExist)
 }
 
+// walPaths lists where a WAL file may be stored, in the order readers look.
+func walPaths(name string) []string {
+	paths := make([]string, 0, len(Suffixes)+1)
+	for _, suffix := range Suffixes {
+		paths = append(paths, WALPath(name, suffix))
+	}
+	return append(paths, FlatPath(name))
+}
+
 // OpenWAL opens the archived copy of a WAL file and returns a reader of its
 // original bytes, decompressed, with the size stored for a raw file (-1 when
 // compressed, where the size is known only at the end). A missing file
-// returns an error matching fs.ErrNotExist; damaged compressed data reads as
-// an error matching ErrCorrupt.
+// returns an error matching fs.ErrNotExist; damaged data reads as an error
+// matching ErrCorrupt: a zstd file that fails its checksums, or a raw file
+// that does not match its checksum file. A raw file without one (copied in
+// by another tool, or a pg_standby archive's file at the root) is returned
+// unchecked: its reader is a *RawReader whose Checked method says so.
 func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64, error) {
-	for _, suffix := range Suffixes {
-		rc, err := st.Open(ctx, WALPath(name, suffix))
+	for _, path := range walPaths(name) {
+		rc, err := st.Open(ctx, path)
 		if IsNotExist(err) {
 			continue
 		}
 		if err != nil {
 			return nil, 0, err
 		}
-		if suffix == "" {
-			fi, err := st.Stat(ctx, WALPath(name, suffix))
-			if err != nil {
-				rc.Close()
-				return nil, 0, err
-			}
-			return rc, fi.Size, nil
+		if strings.HasSuffix(path, ".zst") {
+			fr := NewFrameReader(rc)
+			return readCloser{FrameReader: fr, close: func() error { fr.Close(); return rc.Close() }}, -1, nil
 		}
-		fr := NewFrameReader(rc)
-		return readCloser{FrameReader: fr, close: func() error { fr.Close(); return rc.Close() }}, -1, nil
+		fi, err := st.Stat(ctx, path)
+		if err != nil {
+			rc.Close()
+			return nil, 0, err
+		}
+		raw := &RawReader{rc: rc, name: name, size: fi.Size, flat: path == FlatPath(name)}
+		if path == WALPath(name, "") {
+			c, err := readChecksum(ctx, st, name)
+			switch {
+			case err == nil:
+				raw.want, raw.h = &c, xxhash.New()
+			case !IsNotExist(err):
+				rc.Close()
+				return nil, 0, fmt.Errorf("%s: read its checksum: %w", name, err)
+			}
+		}
+		return raw, fi.Size, nil
 	}
 	return nil, 0, fmt.Errorf("%s: %w", name, errNotExist)
 }
+
+// RawReader reads a raw archived WAL file, and checks it against its
+// checksum file when it has one: at the end of the file, a mismatch reads as
+// an error matching ErrCorrupt.
+type RawReader struct {
+	rc   io.ReadCloser
+	name string
+	size int64
+	want *Checksum // nil: no checksum file
+	h    hash.Hash64
+	n    int64
+	flat bool
+}
+
+// Flat reports whether the file is at the archive's root, as in a
+// pg_standby archive, rather than under wal/.
+func (r *RawReader) Flat() bool { return r.flat }
+
+// Checked reports whether the file has a checksum file that reading it
+// whole verifies.
+func (r *RawReader) Checked() bool { return r.want != nil }
+
+func (r *RawReader) Read(p []byte) (int, error) {
+	n, err := r.rc.Read(p)
+	r.n += int64(n)
+	if r.h != nil {
+		r.h.Write(p[:n])
+	}
+	if err == io.EOF && r.want != nil {
+		if got := (Checksum{Sum: r.h.Sum64(), Size: r.n}); got != *r.want {
+			return n, fmt.Errorf("%w: %s does not match its checksum file (%s): read %d bytes, xxh64 %016x; want %d bytes, xxh64 %016x",
+				ErrCorrupt, r.name, ChecksumPath(r.name), got.Size, got.Sum, r.want.Size, r.want.Sum)
+		}
+	}
+	return n, err
+}
+
+// Close closes the file.
+func (r *RawReader) Close() error { return r.rc.Close() }
 
 // readCloser reads from a FrameReader and closes it and its source. It
 // passes WriteTo on, so io.Copy decodes in parallel.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"syscall"
 	"time"
 
 	"github.com/walship/walship/archive"
@@ -23,6 +24,16 @@ var ErrConflict = errors.New("a different file is archived under this name")
 // truncated or oversized segment, or one without a valid page header.
 var ErrBadFile = errors.New("not a valid WAL file")
 
+// ErrForeignCluster is returned for a file of another cluster than the
+// archive's: the server that archives it (its global/pg_control) or the
+// segment's own page header names another system identifier.
+var ErrForeignCluster = errors.New("file of another cluster than the archive's")
+
+// ErrUnknownCluster is returned for a .history or .backup file when the
+// cluster that pushes it is not known: these files name no system
+// identifier, so only the pushing server's pg_control can vouch for them.
+var ErrUnknownCluster = errors.New("cannot tell which cluster this file belongs to")
+
 // maxTextFile bounds .history and .backup files, which are a few hundred
 // bytes; a larger one is a mistake, not WAL.
 const maxTextFile = 1 << 20
@@ -33,6 +44,14 @@ type Pusher struct {
 	Compression archive.Compression
 	Logger      *slog.Logger
 	Now         func() time.Time // defaults to time.Now
+
+	// SystemID is the database system identifier of the server that
+	// archives, from its global/pg_control (PostgreSQL runs
+	// archive_command in the data directory); zero when unknown. Every
+	// file pushed must belong to the archive's cluster: segments say so in
+	// their page header, .history and .backup files only through it, and
+	// without it they are refused.
+	SystemID uint64
 }
 
 // Push archives the file at path under the WAL file name name, durably, and
@@ -57,7 +76,7 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 	if err != nil {
 		return err
 	}
-	f, err := os.Open(path)
+	f, err := openRegular(path)
 	if err != nil {
 		return fmt.Errorf("push %s: %w", name, err)
 	}
@@ -65,9 +84,6 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 	fi, err := f.Stat()
 	if err != nil {
 		return fmt.Errorf("push %s: %w", name, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return fmt.Errorf("push %s: %w: %s is not a regular file", name, ErrBadFile, path)
 	}
 	size := fi.Size()
 	start := p.now()
@@ -77,20 +93,9 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 		if err := p.checkSegment(ctx, f, n, size); err != nil {
 			return fmt.Errorf("push %s: %w", name, err)
 		}
-	case wal.History:
-		if size > maxTextFile {
-			return fmt.Errorf("push %s: %w: %d bytes is too large for a history file", name, ErrBadFile, size)
-		}
-		b, err := io.ReadAll(f)
-		if err != nil {
+	case wal.History, wal.Backup:
+		if err := p.checkText(ctx, f, n, size); err != nil {
 			return fmt.Errorf("push %s: %w", name, err)
-		}
-		if _, err := wal.ParseHistory(b); err != nil {
-			return fmt.Errorf("push %s: %w: %w", name, ErrBadFile, err)
-		}
-	case wal.Backup:
-		if size > maxTextFile {
-			return fmt.Errorf("push %s: %w: %d bytes is too large for a backup history file", name, ErrBadFile, size)
 		}
 	}
 
@@ -148,7 +153,119 @@ func (p *Pusher) checkSegment(ctx context.Context, f *os.File, n wal.Name, size 
 	if err != nil {
 		return err
 	}
+	if p.SystemID != 0 && h.SystemID != p.SystemID {
+		return fmt.Errorf("%w: %w: %s has system identifier %d, but the server archiving it has %d (its global/pg_control)",
+			ErrForeignCluster, wal.ErrForeignSystem, n, h.SystemID, p.SystemID)
+	}
 	return id.Check(h)
+}
+
+// checkText checks a .history or .backup file: that the server pushing it
+// is the archive's, and that the file is what its name says.
+func (p *Pusher) checkText(ctx context.Context, f *os.File, n wal.Name, size int64) error {
+	if size > maxTextFile {
+		return fmt.Errorf("%w: %d bytes is too large for a %s file", ErrBadFile, size, n.Kind)
+	}
+	b, err := io.ReadAll(io.LimitReader(f, maxTextFile+1))
+	if err != nil {
+		return err
+	}
+	id, err := archive.ReadIdentity(ctx, p.Storage)
+	switch {
+	case errors.Is(err, archive.ErrNoIdentity):
+		id = archive.Identity{}
+	case err != nil:
+		return err
+	}
+	switch {
+	case p.SystemID == 0:
+		return fmt.Errorf("%w: a %s file names no cluster, and no global/pg_control was found to tell which server pushes it: "+
+			"run push in the data directory, as PostgreSQL does, or pass --pgdata", ErrUnknownCluster, n.Kind)
+	case id.SystemID != 0 && id.SystemID != p.SystemID:
+		return fmt.Errorf("%w: this server has system identifier %d (its global/pg_control), the archive %s holds WAL of %d: "+
+			"point archive_command at this cluster's own archive", ErrForeignCluster, p.SystemID, p.Storage, id.SystemID)
+	}
+	if n.Kind == wal.Backup {
+		if _, err := wal.ParseBackupHistory(n, b, id.SegmentSize); err != nil {
+			return fmt.Errorf("%w: %w", ErrBadFile, err)
+		}
+		return nil
+	}
+	entries, err := wal.ParseHistory(b)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrBadFile, err)
+	}
+	return p.checkHistory(ctx, n, entries)
+}
+
+// checkHistory checks the entries of the history file of timeline n.TLI
+// against the timeline it names and the history files archived already: a
+// timeline's history is its parent's history plus one line, so the parent's
+// archived file must be a prefix of it.
+func (p *Pusher) checkHistory(ctx context.Context, n wal.Name, entries []wal.HistoryEntry) error {
+	if len(entries) == 0 {
+		return fmt.Errorf("%w: %s lists no parent timeline", ErrBadFile, n)
+	}
+	for i, e := range entries {
+		if e.TLI >= n.TLI {
+			return fmt.Errorf("%w: %s lists timeline %d as an ancestor of timeline %d", ErrBadFile, n, e.TLI, n.TLI)
+		}
+		if i > 0 && e.Switch < entries[i-1].Switch {
+			return fmt.Errorf("%w: %s: timeline %d ends at %s, before its parent %d ended (%s)",
+				ErrBadFile, n, e.TLI, e.Switch, entries[i-1].TLI, entries[i-1].Switch)
+		}
+	}
+	parent := entries[len(entries)-1].TLI
+	if parent == 1 {
+		return nil // timeline 1 has no history file
+	}
+	pname := wal.HistoryName(parent)
+	rc, _, err := archive.OpenWAL(ctx, p.Storage, pname)
+	if archive.IsNotExist(err) {
+		return nil // archived before walship, or elsewhere: nothing to compare with
+	}
+	if err != nil {
+		return fmt.Errorf("read the parent timeline's history %s: %w", pname, err)
+	}
+	defer rc.Close()
+	pb, err := io.ReadAll(io.LimitReader(rc, maxTextFile))
+	if err != nil {
+		return fmt.Errorf("read the parent timeline's history %s: %w", pname, err)
+	}
+	pentries, err := wal.ParseHistory(pb)
+	if err != nil {
+		return fmt.Errorf("the archived %s: %w", pname, err)
+	}
+	if len(pentries) != len(entries)-1 {
+		return fmt.Errorf("%w: %s has %d ancestors; the archived %s has %d, want one fewer", ErrForeignCluster, n, len(entries), pname, len(pentries))
+	}
+	for i, e := range pentries {
+		if e.TLI != entries[i].TLI || e.Switch != entries[i].Switch {
+			return fmt.Errorf("%w: %s says timeline %d ended at %s, the archived %s says %s",
+				ErrForeignCluster, n, entries[i].TLI, entries[i].Switch, pname, e.Switch)
+		}
+	}
+	return nil
+}
+
+// openRegular opens path for reading if it is a regular file. A FIFO, a
+// device or a directory under a WAL name is refused at once: opening a FIFO
+// without O_NONBLOCK blocks until someone writes to it.
+func openRegular(path string) (*os.File, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("%w: %s is not a regular file (%v)", ErrBadFile, path, fi.Mode().Type())
+	}
+	return f, nil
 }
 
 // compareArchived returns nil if the archived copy of n holds exactly the
@@ -174,6 +291,20 @@ func (p *Pusher) compareArchived(ctx context.Context, f *os.File, n wal.Name, si
 	if !same {
 		return fmt.Errorf("push %s: %w; the archived file was left untouched: check that this archive (%s) is used by one cluster only",
 			name, ErrConflict, p.Storage)
+	}
+	if raw, ok := rc.(*archive.RawReader); ok && !raw.Checked() && !raw.Flat() {
+		// A raw copy without its checksum file: an earlier push died
+		// between the two. The archived copy equals f: describe it.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return fmt.Errorf("push %s: %w", name, err)
+		}
+		sum, err := archive.ChecksumOf(io.LimitReader(f, size))
+		if err == nil {
+			err = archive.WriteChecksum(ctx, p.Storage, name, sum)
+		}
+		if err != nil {
+			return fmt.Errorf("push %s: write the checksum of the archived copy: %w", name, err)
+		}
 	}
 	p.logger().Info("already archived with identical content", "file", name, "archive", p.Storage.String())
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -70,7 +71,7 @@ func (f *fixture) file(name string, b []byte) string {
 }
 
 func (f *fixture) push(c archive.Compression, path, name string) error {
-	p := &Pusher{Storage: f.st, Compression: c}
+	p := &Pusher{Storage: f.st, Compression: c, SystemID: testSysID}
 	return p.Push(context.Background(), path, name)
 }
 
@@ -113,7 +114,11 @@ func TestPushStoresSegmentAndIdentity(t *testing.T) {
 			if got := f.archived(name); !bytes.Equal(got, seg) {
 				t.Fatalf("archived copy differs from the original (%d bytes, want %d)", len(got), len(seg))
 			}
-			if got, want := f.walFiles(), []string{name + c.Suffix()}; strings.Join(got, ",") != strings.Join(want, ",") {
+			want := []string{name + c.Suffix()}
+			if c == archive.None {
+				want = append(want, name+archive.ChecksumSuffix) // its checksum
+			}
+			if got := f.walFiles(); strings.Join(got, ",") != strings.Join(want, ",") {
 				t.Errorf("wal/ holds %v, want %v", got, want)
 			}
 			id, err := archive.ReadIdentity(context.Background(), f.st)
@@ -253,7 +258,10 @@ func TestPushPartialAndBackup(t *testing.T) {
 		t.Fatalf("push .partial: %v", err)
 	}
 	backup := segName(1, 12) + ".00000028.backup"
-	label := []byte("START WAL LOCATION: 0/C000028 (file 00000001000000000000000C)\n")
+	start := wal.SegNo(12).Start(testSegSize) + 0x28
+	label := []byte(fmt.Sprintf("START WAL LOCATION: %s (file %s)\nSTOP WAL LOCATION: %s (file %s)\n"+
+		"CHECKPOINT LOCATION: %s\nBACKUP METHOD: streamed\nBACKUP FROM: primary\nLABEL: test\n",
+		start, segName(1, 12), start+0x100, segName(1, 12), start+0x60))
 	if err := f.push(archive.Zstd, f.file(backup, label), backup); err != nil {
 		t.Fatalf("push .backup: %v", err)
 	}

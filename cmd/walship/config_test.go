@@ -250,7 +250,7 @@ func TestConfigPush(t *testing.T) {
 	if code != exitOK {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	if got := listDir(t, filepath.Join(arch, "wal")); len(got) != 1 || got[0] != name {
+	if got := listDir(t, filepath.Join(arch, "wal")); len(got) != 2 || got[0] != name {
 		t.Errorf("archive holds %v, want [%s] (uncompressed, as the file says)", got, name)
 	}
 	if stderr != "" {

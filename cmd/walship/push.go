@@ -3,12 +3,16 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io/fs"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/urfave/cli/v2"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/shipper"
+	"github.com/walship/walship/waiter"
 )
 
 // pushOptions are the settings of walship push.
@@ -16,6 +20,7 @@ type pushOptions struct {
 	Archive  string
 	SSH      sshOptions
 	Compress string
+	PGData   string // the data directory of the server that archives; "" finds it
 	Path     string // %p: the file to ship, relative to the data directory
 	Name     string // %f: its WAL file name
 }
@@ -43,7 +48,10 @@ fails and leaves the archived file untouched.
 		Flags: append([]cli.Flag{
 			archiveFlag(),
 			&cli.StringFlag{Name: "compress", Value: "zstd", EnvVars: []string{"WALSHIP_COMPRESS"},
-				Usage: "zstd (with checksum) or none"},
+				Usage: "zstd (with checksum), or none: the file as it is, with an xxh64 checksum file beside it"},
+			&cli.StringFlag{Name: "pgdata",
+				Usage: "the data directory of the server that archives, whose global/pg_control names its cluster " +
+					"(default: the current directory, where PostgreSQL runs archive_command, else the one %p is in)"},
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
@@ -53,6 +61,7 @@ fails and leaves the archived file untouched.
 				Archive:  c.String("archive"),
 				SSH:      sshOptionsFrom(c, g.logger),
 				Compress: c.String("compress"),
+				PGData:   c.String("pgdata"),
 				Path:     c.Args().Get(0),
 				Name:     c.Args().Get(1),
 			})
@@ -71,10 +80,41 @@ func runPush(ctx context.Context, logger *slog.Logger, opts pushOptions) error {
 		return err
 	}
 	defer st.Close()
-	p := &shipper.Pusher{Storage: st, Compression: comp, Logger: logger}
+	sysid, err := pushingServer(opts.PGData, opts.Path)
+	if err != nil {
+		return err
+	}
+	p := &shipper.Pusher{Storage: st, Compression: comp, Logger: logger, SystemID: sysid}
 	err = p.Push(ctx, opts.Path, opts.Name)
 	if err != nil && errors.Is(err, shipper.ErrConflict) {
 		logger.Error("archive conflict", "file", opts.Name, "err", err)
 	}
 	return err
+}
+
+// pushingServer returns the system identifier of the server that archives
+// path: from pgdata's global/pg_control when given, else from the current
+// directory's (PostgreSQL runs archive_command in the data directory), else
+// from the data directory that path is in (DIR/pg_wal/…). It returns 0 when
+// there is none: push is run by hand, outside a data directory.
+func pushingServer(pgdata, path string) (uint64, error) {
+	dirs := []string{pgdata}
+	if pgdata == "" {
+		dirs = []string{"."}
+		if d := filepath.Dir(path); filepath.Base(d) == "pg_wal" {
+			dirs = append(dirs, filepath.Dir(d))
+		}
+	}
+	for _, d := range dirs {
+		id, err := waiter.ControlSystemID(d)
+		switch {
+		case err == nil:
+			return id, nil
+		case errors.Is(err, fs.ErrNotExist) && pgdata == "":
+			continue
+		default:
+			return 0, fmt.Errorf("read the system identifier of the server archiving (%s): %w", d, err)
+		}
+	}
+	return 0, nil
 }

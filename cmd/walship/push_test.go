@@ -137,7 +137,7 @@ func TestPushFullDisk(t *testing.T) {
 	if code != exitFailed || !strings.Contains(stderr, "full") {
 		t.Fatalf("second push into a full archive: exit %d, stderr %q; want 1 and a message that the archive is full", code, stderr)
 	}
-	if got := listDir(t, filepath.Join(arch, "wal")); len(got) != 1 {
-		t.Errorf("wal/ holds %v, want only the first segment (no temp file, no partial second)", got)
+	if got := listDir(t, filepath.Join(arch, "wal")); strings.Join(got, " ") != "000000010000000000000001 000000010000000000000001.xxh64" {
+		t.Errorf("wal/ holds %v, want only the first segment and its checksum (no temp file, no partial second)", got)
 	}
 }
