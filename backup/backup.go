@@ -54,13 +54,45 @@ type Options struct {
 	// backup timer can run on every node of a cluster and back up only
 	// the primary.
 	FromStandby bool
+	// MaxRate limits, in bytes per second, how fast the server sends the
+	// backup (BASE_BACKUP's MAX_RATE, whole KiB from 32 KiB to 1 GiB; with
+	// CompressOnServer it counts compressed bytes). Zero is no limit.
+	MaxRate int64
+	// StaleAfter is the age after which cleanup and expire take a backup
+	// in progress whose marker was not renewed for dead (see InProgress).
+	// Backup refuses to complete once its own marker is that old. Zero
+	// means DefaultStaleAfter.
+	StaleAfter time.Duration
+	// Heartbeat is how often the marker is renewed. Zero means
+	// DefaultHeartbeat or a quarter of StaleAfter, whichever is shorter.
+	Heartbeat time.Duration
 }
+
+// Limits of Options.MaxRate: BASE_BACKUP's, in KiB per second.
+const (
+	MinMaxRate = 32 << 10
+	MaxMaxRate = 1 << 30
+)
 
 func (o *Options) now() time.Time {
 	if o.Now != nil {
 		return o.Now()
 	}
 	return time.Now()
+}
+
+func (o *Options) staleAfter() time.Duration {
+	if o.StaleAfter > 0 {
+		return o.StaleAfter
+	}
+	return DefaultStaleAfter
+}
+
+func (o *Options) heartbeat() time.Duration {
+	if o.Heartbeat > 0 {
+		return o.Heartbeat
+	}
+	return min(DefaultHeartbeat, o.staleAfter()/4)
 }
 
 // ErrWALMissing says the WAL a backup needs did not reach the archive in
@@ -76,6 +108,12 @@ var ErrStandby = errors.New("the server is a standby")
 // backup is stored and the WAL from its start to its stop position is in the
 // archive; then it writes backup.json, and only then is the backup complete.
 // On error it removes what it stored, as far as it can.
+//
+// As soon as the server has told it where the backup starts, Backup stores
+// an in-progress marker (InProgress), renewed every opts.Heartbeat until
+// the backup ends, so that cleanup and expire keep the WAL from that start
+// on even when no backup is complete yet. The marker goes once backup.json
+// is written, or with the rest on error.
 //
 // On a primary the server switches to a new WAL segment when the backup
 // ends, and archive_command ships the last one soon. On a standby nothing
@@ -106,6 +144,9 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 	if err := checkIdentity(ctx, st, si); err != nil {
 		return Meta{}, err
 	}
+	if opts.MaxRate != 0 && (opts.MaxRate < MinMaxRate || opts.MaxRate > MaxMaxRate) {
+		return Meta{}, fmt.Errorf("max rate %d bytes/s: want %d KiB/s to %d MiB/s", opts.MaxRate, MinMaxRate>>10, MaxMaxRate>>20)
+	}
 
 	m := Meta{
 		Format:      MetaFormat,
@@ -132,17 +173,28 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 		m.Label = "walship " + m.ID
 	}
 	log = log.With("backup", m.ID)
-	complete := false
 	s := &sink{ctx: ctx, st: st, id: m.ID, comp: opts.Compression, serverZstd: serverZstd, prog: opts.Progress}
-	defer func() {
-		if !complete {
-			s.abort(errors.New("backup failed"))
-			removeBackup(st, m.ID, s.stored, log)
+	var hb *heartbeat
+	ended := false
+	// fail removes what this attempt stored, its in-progress markers last
+	// (while its files are there its WAL stays kept), then its start marker.
+	fail := func() {
+		if ended {
+			return
 		}
-	}()
+		ended = true
+		s.abort(errors.New("backup failed"))
+		files := s.stored
+		if hb != nil {
+			hb.stop()
+			files = append(files, hb.files()...)
+		}
+		removeBackup(st, m.ID, files, log)
+	}
+	defer fail()
 
 	log.Info("base backup starting", "label", m.Label, "from_standby", m.FromStandby, "fast_checkpoint", opts.FastCheckpoint)
-	cmd := baseBackupCommand(m.Label, opts.FastCheckpoint, opts.Progress != nil, serverZstd)
+	cmd := baseBackupCommand(m.Label, opts.FastCheckpoint, opts.Progress != nil, serverZstd, opts.MaxRate>>10)
 	var sr startResult
 	stop, stopTLI, err := runBaseBackup(ctx, conn, cmd, func(r startResult) error {
 		sr = r
@@ -152,7 +204,12 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 			}
 		}
 		log.Info("base backup started", "lsn", r.StartLSN, "timeline", r.Timeline, "tablespaces", len(r.Tablespaces)-1)
-		return nil
+		host, _ := os.Hostname()
+		var err error
+		hb, err = startHeartbeat(ctx, st, InProgress{ID: m.ID, Label: m.Label, StartLSN: r.StartLSN, StartTimeline: r.Timeline,
+			StartWAL:  wal.SegmentName(r.Timeline, wal.SegmentOf(r.StartLSN, si.SegmentSize), si.SegmentSize),
+			StartTime: m.StartTime, Host: host, PID: os.Getpid()}, opts.heartbeat(), opts.now, log)
+		return err
 	}, s)
 	if err == nil {
 		err = s.finish()
@@ -162,8 +219,9 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 		strings.Contains(strings.ToLower(pgErr.Message), "compress") {
 		// A server built without zstd, or without its threads, refuses
 		// before sending anything: take the backup again, compressed
-		// here. This attempt's marker goes when Backup returns.
+		// here, once this attempt is cleaned up.
 		log.Warn("the server cannot compress the backup; walship compresses it instead (--compress-on client)", "err", err)
+		fail()
 		opts.CompressOnServer = false
 		return Backup(ctx, st, opts)
 	}
@@ -220,10 +278,19 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 	if err := checkIdentity(ctx, st, si); err != nil {
 		return Meta{}, err
 	}
+	if err := hb.check(opts.staleAfter()); err != nil {
+		return Meta{}, err
+	}
 	if err := writeMeta(ctx, st, m); err != nil {
 		return Meta{}, fmt.Errorf("write backup.json: %w", err)
 	}
-	complete = true
+	ended = true
+	// Complete: backup.json protects the WAL from now on.
+	rctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := hb.remove(rctx); err != nil {
+		log.Warn("cannot remove the in-progress marker of the complete backup; it is ignored, and goes when the backup expires", "err", err)
+	}
 	log.Info("base backup complete", "start_lsn", m.StartLSN, "stop_lsn", m.StopLSN, "size", m.Size, "stored", m.Stored)
 	return m, nil
 }
@@ -266,8 +333,9 @@ func claimID(ctx context.Context, st archive.Storage, start time.Time, label str
 	}
 }
 
-// removeBackup removes what a failed backup stored, then its start marker:
-// a backup whose files could not all be removed stays listed as incomplete.
+// removeBackup removes what a failed backup stored (files, in the order
+// given), then its start marker: a backup whose files could not all be
+// removed stays listed as incomplete.
 func removeBackup(st archive.Storage, id string, files []string, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()

@@ -104,10 +104,14 @@ func TestBackupWALTimeout(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	c, _, st := archivingPrimary(t, "false")
+	rec := &markerRecorder{st: st}
 	_, err := Backup(ctx, st, Options{ConnString: c.ConnString(), FastCheckpoint: true,
-		WALTimeout: 2 * time.Second, Poll: 100 * time.Millisecond})
+		WALTimeout: 2 * time.Second, Poll: 100 * time.Millisecond, Heartbeat: 100 * time.Millisecond, Progress: rec})
 	if !errors.Is(err, ErrWALMissing) {
 		t.Fatalf("got %v, want ErrWALMissing", err)
+	}
+	if rec.err != nil || len(rec.markers) < 2 {
+		t.Errorf("while it waited for WAL the backup was in progress with markers %v (%v); want it running, renewed", rec.markers, rec.err)
 	}
 	l, err := List(ctx, st)
 	if err != nil || len(l.Complete)+len(l.Incomplete) != 0 {
@@ -150,5 +154,73 @@ func TestBackupServerCompressionFallback(t *testing.T) {
 		if !strings.HasPrefix(e.Name(), m.ID) {
 			t.Errorf("the refused attempt left %s", e.Name())
 		}
+	}
+}
+
+// markerRecorder is a Progress that notes, at every report, the in-progress
+// markers that cleanup would see.
+type markerRecorder struct {
+	st      archive.Storage
+	markers []string // distinct newest markers, in the order seen
+	starts  []string // their start_wal
+	err     error
+}
+
+func (r *markerRecorder) Report(Status) {
+	c, err := ReadCensus(context.Background(), r.st, CensusOptions{})
+	if err != nil || len(c.Pending) != 1 || c.Pending[0].State != Running {
+		if r.err == nil {
+			r.err = fmt.Errorf("census %+v, %v: want one backup running", c.Pending, err)
+		}
+		return
+	}
+	p := c.Pending[0]
+	files, _ := r.st.List(context.Background(), archive.BackupsDir+"/"+p.ID)
+	name := newestMarker(files)
+	if len(r.markers) == 0 || r.markers[len(r.markers)-1] != name {
+		r.markers = append(r.markers, name)
+		r.starts = append(r.starts, p.Marker.StartWAL)
+	}
+}
+
+// A backup in progress keeps a marker with its start, renewed while it
+// runs and removed once it is complete; --max-rate slows it down.
+func TestBackupInProgressMarker(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, _, st := archivingPrimary(t, "")
+	c.Exec(t, "CREATE TABLE pad AS SELECT g, md5(g::text) AS m FROM generate_series(1, 20000) g")
+	rec := &markerRecorder{st: st}
+	start := time.Now()
+	m, err := Backup(ctx, st, Options{ConnString: c.ConnString(), FastCheckpoint: true, WALTimeout: time.Minute,
+		Heartbeat: 50 * time.Millisecond, MaxRate: 8 << 20, Progress: rec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	took := time.Since(start)
+	t.Logf("backup of %d bytes took %v; markers seen: %d", m.Size, took, len(rec.markers))
+	if rec.err != nil || len(rec.markers) < 2 {
+		t.Errorf("while it ran the backup had markers %v (%v); want it running, renewed", rec.markers, rec.err)
+	}
+	for _, s := range rec.starts {
+		if s != m.StartWAL {
+			t.Errorf("a marker names start segment %s, backup.json %s", s, m.StartWAL)
+		}
+	}
+	if min := time.Duration(m.Size/(8<<20)) * time.Second; took < min*3/4 {
+		t.Errorf("a backup of %d bytes at 8 MiB/s took %v, want about %v", m.Size, took, min)
+	}
+	files, err := st.List(ctx, m.Dir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if markerName.MatchString(f.Name) {
+			t.Errorf("the complete backup kept its marker %s", f.Name)
+		}
+	}
+	census, err := ReadCensus(ctx, st, CensusOptions{})
+	if err != nil || len(census.Pending) != 0 || len(census.Complete) != 1 {
+		t.Errorf("after the backup: %+v, %v; want one complete backup and none in progress", census, err)
 	}
 }

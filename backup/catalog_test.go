@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/wal"
@@ -102,16 +103,19 @@ func TestExpire(t *testing.T) {
 	putFile(t, st, Path("20261101T013000Z", "base.tar.zst"), "half")
 	putBackup(t, st, "20261101T020000Z", 1, 5, 5)
 	putBackup(t, st, "20261101T030000Z", 1, 7, 7)
-	putFile(t, st, startedPath("20261101T040000Z"), "{}") // running
+	putFile(t, st, startedPath("20261101T040000Z"), "{}") // interrupted, after the oldest kept
 
-	if _, err := Expire(ctx, st, 0, false, nil); err == nil {
+	if _, err := Expire(ctx, st, ExpireOptions{}); err == nil {
 		t.Errorf("Expire keeping 0: no error")
 	}
-	dry, err := Expire(ctx, st, 2, true, nil)
+	// 20261101T013000Z and 20261101T040000Z died before writing a marker,
+	// over a day ago; only the first started before the oldest kept backup.
+	now := func() time.Time { return time.Date(2026, 11, 2, 12, 0, 0, 0, time.UTC) }
+	dry, err := Expire(ctx, st, ExpireOptions{Keep: 2, DryRun: true, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ex, err := Expire(ctx, st, 2, false, nil)
+	ex, err := Expire(ctx, st, ExpireOptions{Keep: 2, Now: now})
 	if err != nil {
 		t.Fatal(err)
 	}

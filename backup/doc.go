@@ -3,6 +3,7 @@
 // A backup lives under backups/ in the archive:
 //
 //	backups/<id>.started        written first: reserves the id
+//	backups/<id>/inprogress-<n>.json  while it runs: its start, renewed every minute (InProgress)
 //	backups/<id>/base.tar.zst   the main data directory, a tar stream
 //	backups/<id>/<oid>.tar.zst  one tar stream per tablespace
 //	backups/<id>/backup_manifest.zst  PostgreSQL's manifest (per-file CRC32C)
@@ -15,6 +16,15 @@
 // archive.Storage lists files only: one List of backups/ finds every
 // complete backup, and every interrupted one: a .started file without its
 // .json.
+//
+// A backup in progress needs its WAL from its start on before it is
+// complete, and walship cleanup and expire must not remove it. So Backup
+// stores an in-progress marker as soon as the server names the start
+// position, and renews it every heartbeat: Put never replaces a file, so
+// each renewal is a new marker, numbered one higher, and the older one is
+// removed. ReadCensus judges every backup without <id>.json by its newest
+// marker (running, starting, abandoned or interrupted: see PendingState),
+// and Census.KeepWAL says which WAL must stay.
 //
 // A backup holds no WAL: its WAL comes from the archive, where the primary's
 // archive_command (walship push) puts it. Restore writes a restore_command

@@ -12,55 +12,87 @@ import (
 	"github.com/walship/walship/wal"
 )
 
-// runningAge is how old an incomplete backup must be before Expire takes it
-// for interrupted rather than running: a long backup may have started
-// before a short one that completed.
-const runningAge = 24 * time.Hour
+// interruptedAge is how old a backup without backup.json and without an
+// in-progress marker must be before Expire removes it: a walship from
+// before the markers may still be taking it.
+const interruptedAge = 24 * time.Hour
+
+// ExpireOptions adjust Expire.
+type ExpireOptions struct {
+	Keep   int  // how many complete backups to keep, at least 1
+	DryRun bool // only report what would go
+	// StaleAfter is how old a backup's in-progress marker may get before
+	// the backup is taken for dead (CensusOptions.StaleAfter).
+	StaleAfter time.Duration
+	Now        func() time.Time // the clock; tests replace it
+	Log        *slog.Logger
+}
 
 // Expired is what Expire removed, or would remove in a dry run.
 type Expired struct {
-	Backups    []string `json:"backups"`    // complete backups
-	Incomplete []string `json:"incomplete"` // interrupted backups
-	WAL        []string `json:"wal"`        // WAL files (names as archived)
+	Backups []string `json:"backups"` // complete backups
+	// Incomplete lists the backups without backup.json removed: abandoned
+	// ones, and interrupted ones (see PendingState).
+	Incomplete []string `json:"incomplete"`
+	WAL        []string `json:"wal"` // WAL files (names as archived)
 	Stored     int64    `json:"stored_size"`
-	// OldestKept is the backup from whose start on WAL is kept.
+	// OldestKept is the oldest complete backup kept.
 	OldestKept string `json:"oldest_kept"`
+	// InProgress lists the backups in progress (running or starting) that
+	// were kept, and whose WAL was.
+	InProgress []Pending `json:"in_progress"`
+	// KeptFrom names the first segment kept, for the oldest kept backup or
+	// a backup in progress that started before it; KeptAll says that no
+	// WAL was removed because a backup is starting and its start position
+	// is not known yet.
+	KeptFrom string `json:"kept_from,omitempty"`
+	KeptAll  bool   `json:"kept_all,omitempty"`
 }
 
-// Expire keeps the newest keep complete backups and removes the older ones,
-// interrupted backups that started before the oldest kept one and more than
-// a day ago, and every
-// segment, .partial and .backup file older than the segment the oldest
-// kept backup starts in, on any timeline: recovery never reads backwards.
-// History files stay: they are small, and a missing one would let a new
-// timeline reuse a number. With dryRun it removes nothing.
+// Expire keeps the newest opts.Keep complete backups and removes the older
+// ones, the backups in progress that died (abandoned, or interrupted more
+// than a day ago before the oldest kept backup started; see PendingState),
+// and every segment, .partial and .backup file older than the segment that
+// the oldest kept backup, or the oldest backup in progress, starts in, on
+// any timeline: recovery never reads backwards. While a backup is starting
+// it removes no WAL. History files stay: they are small, and a missing one
+// would let a new timeline reuse a number. With DryRun it removes nothing.
+// If it cannot read what a backup in progress needs, it removes nothing.
 //
 // A backup's backup.json goes first, so a backup that could not be removed
 // completely is listed as incomplete, never restored from.
-func Expire(ctx context.Context, st archive.Storage, keep int, dryRun bool, log *slog.Logger) (Expired, error) {
+func Expire(ctx context.Context, st archive.Storage, opts ExpireOptions) (Expired, error) {
 	var ex Expired
-	if keep < 1 {
+	if opts.Keep < 1 {
 		return ex, errors.New("expire must keep at least one backup")
 	}
+	log := opts.Log
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
+	}
+	now := time.Now
+	if opts.Now != nil {
+		now = opts.Now
 	}
 	id, err := archive.ReadIdentity(ctx, st)
 	if err != nil {
 		return ex, err
 	}
-	l, err := List(ctx, st)
+	c, err := ReadCensus(ctx, st, CensusOptions{StaleAfter: opts.StaleAfter, Now: now, Log: log})
 	if err != nil {
-		return ex, err
+		return ex, fmt.Errorf("expire: cannot tell what the archive's backups need, so nothing was removed: %w", err)
 	}
-	if len(l.Complete) == 0 {
+	if len(c.Complete) == 0 {
 		return ex, fmt.Errorf("%w in %s: expire removes nothing without one to keep", ErrNoBackup, st)
 	}
-	cut := max(0, len(l.Complete)-keep)
-	oldest := l.Complete[cut]
+	cut := max(0, len(c.Complete)-opts.Keep)
+	oldest := c.Complete[cut]
 	ex.OldestKept = oldest.ID
+	ex.InProgress = c.Running()
+	from, all := c.KeepWAL(c.Complete[cut:])
+	ex.KeptFrom, ex.KeptAll = from, all
 	remove := func(name string, size int64) error {
-		if dryRun {
+		if opts.DryRun {
 			ex.Stored += size
 			return nil
 		}
@@ -71,7 +103,7 @@ func Expire(ctx context.Context, st archive.Storage, keep int, dryRun bool, log 
 		return nil
 	}
 
-	for _, m := range l.Complete[:cut] {
+	for _, m := range c.Complete[:cut] {
 		if err := remove(metaPath(m.ID), 0); err != nil {
 			return ex, err
 		}
@@ -79,21 +111,38 @@ func Expire(ctx context.Context, st archive.Storage, keep int, dryRun bool, log 
 			return ex, err
 		}
 		ex.Backups = append(ex.Backups, m.ID)
-		log.Info("expired backup", "backup", m.ID)
+		log.Info("expired backup", "backup", m.ID, "dry_run", opts.DryRun)
 	}
-	for _, inc := range l.Incomplete {
-		started, _ := time.Parse(idLayout, inc)
-		if inc >= oldest.ID || time.Since(started) < runningAge {
-			continue // may be running still
+	for _, p := range c.Pending {
+		switch p.State {
+		case Running, Starting:
+			log.Info("kept a backup in progress and its WAL", "backup", p.ID, "state", p.State)
+			continue
+		case Interrupted:
+			started, _ := time.Parse(idLayout, p.ID)
+			if p.ID >= oldest.ID || now().Sub(started) < interruptedAge {
+				continue // an older walship may be taking it still
+			}
 		}
-		if err := removeDir(ctx, st, inc, remove); err != nil {
+		if err := removeDir(ctx, st, p.ID, remove); err != nil {
 			return ex, err
 		}
-		ex.Incomplete = append(ex.Incomplete, inc)
-		log.Info("removed interrupted backup", "backup", inc)
+		ex.Incomplete = append(ex.Incomplete, p.ID)
+		log.Info("removed a backup that did not complete", "backup", p.ID, "state", p.State, "dry_run", opts.DryRun)
 	}
 
-	first := wal.SegmentOf(oldest.StartLSN, id.SegmentSize)
+	if all {
+		log.Info("a backup is starting and its start position is not known yet: no WAL removed")
+		return ex, nil
+	}
+	k, err := wal.ParseName(from)
+	if err != nil {
+		return ex, fmt.Errorf("expire: %w", err)
+	}
+	first, err := k.SegNo(id.SegmentSize)
+	if err != nil {
+		return ex, fmt.Errorf("expire: %w", err)
+	}
 	files, err := st.List(ctx, archive.WALDir)
 	if err != nil {
 		return ex, fmt.Errorf("expire: list WAL: %w", err)
@@ -113,7 +162,7 @@ func Expire(ctx context.Context, st archive.Storage, keep int, dryRun bool, log 
 		ex.WAL = append(ex.WAL, fi.Name)
 	}
 	if len(ex.WAL) > 0 {
-		log.Info("expired WAL older than the oldest kept backup", "files", len(ex.WAL), "before", wal.SegmentName(oldest.StartTimeline, first, id.SegmentSize))
+		log.Info("expired WAL older than the oldest kept backup", "files", len(ex.WAL), "before", from, "dry_run", opts.DryRun)
 	}
 	return ex, nil
 }

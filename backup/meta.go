@@ -194,8 +194,9 @@ func ReadMeta(ctx context.Context, st archive.Storage, id string) (Meta, error) 
 	if m.Format > MetaFormat {
 		return Meta{}, fmt.Errorf("backup %s has format %d, this walship reads up to %d: upgrade walship", id, m.Format, MetaFormat)
 	}
-	if m.ID != id || len(m.Archives) == 0 || m.Archives[0].Tablespace != 0 || !wal.ValidSegmentSize(m.SegmentSize) {
-		return Meta{}, fmt.Errorf("backup %s: %s is damaged: wrong id, no base archive or bad segment size", id, metaPath(id))
+	if m.ID != id || len(m.Archives) == 0 || m.Archives[0].Tablespace != 0 || !wal.ValidSegmentSize(m.SegmentSize) ||
+		m.StartTimeline == 0 || m.StopTimeline == 0 {
+		return Meta{}, fmt.Errorf("backup %s: %s is damaged: wrong id, no base archive, bad segment size or timeline 0", id, metaPath(id))
 	}
 	return m, nil
 }

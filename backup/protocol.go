@@ -175,17 +175,22 @@ func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''
 //
 // serverZstd asks the server to compress each archive with zstd (level 1,
 // ServerWorkers threads), as pg_basebackup --compress=server-zstd does.
-func baseBackupCommand(label string, fast, progress, serverZstd bool) string {
+// maxRateKB, when not 0, is MAX_RATE: the most KiB the server sends a
+// second.
+func baseBackupCommand(label string, fast, progress, serverZstd bool, maxRateKB int64) string {
 	checkpoint := "spread"
 	if fast {
 		checkpoint = "fast"
 	}
-	compression := ""
+	extra := ""
 	if serverZstd {
-		compression = fmt.Sprintf(", COMPRESSION 'zstd', COMPRESSION_DETAIL %s", quoteLiteral(serverCompressionDetail))
+		extra = fmt.Sprintf(", COMPRESSION 'zstd', COMPRESSION_DETAIL %s", quoteLiteral(serverCompressionDetail))
+	}
+	if maxRateKB > 0 {
+		extra += fmt.Sprintf(", MAX_RATE %d", maxRateKB)
 	}
 	return fmt.Sprintf("BASE_BACKUP (LABEL %s, CHECKPOINT '%s', PROGRESS %t, WAL false, WAIT false, "+
-		"MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP true%s)", quoteLiteral(label), checkpoint, progress, compression)
+		"MANIFEST 'yes', MANIFEST_CHECKSUMS 'CRC32C', TABLESPACE_MAP true%s)", quoteLiteral(label), checkpoint, progress, extra)
 }
 
 // ServerWorkers is how many threads the server compresses with when

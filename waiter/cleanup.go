@@ -13,21 +13,36 @@ import (
 // CleanupOptions adjust Cleanup.
 type CleanupOptions struct {
 	// KeepFrom, a segment name, protects that segment and every later one
-	// whatever the restart point: the WAL the oldest base backup in the
-	// archive needs (walship expire removes it with the backup).
+	// whatever the restart point.
 	KeepFrom string
-	DryRun   bool // only report what would go
-	Log      *slog.Logger
+	// Backups, when set, says which WAL the archive's base backups need,
+	// complete ones and those still running (walship cleanup reads it with
+	// backup.ReadCensus). Cleanup asks just before it lists the WAL, and
+	// removes nothing when Backups returns an error: it cannot tell what a
+	// backup would lose.
+	Backups func(ctx context.Context) (Keep, error)
+	DryRun  bool // only report what would go
+	Log     *slog.Logger
+}
+
+// Keep is the WAL that base backups need, whatever the restart point.
+type Keep struct {
+	// From names the first segment the oldest backup needs, complete or in
+	// progress: it and every later segment stay. "" protects nothing.
+	From string
+	// All keeps every segment: a backup has started, and the server has not
+	// yet told it where.
+	All bool
 }
 
 // Cleanup removes the archived segments that a standby restarting at the
 // segment restart (PostgreSQL's %r) no longer needs: those whose name,
 // ignoring the timeline, sorts before restart's, as pg_archivecleanup does,
-// and before opts.KeepFrom. restart may also name a .partial or .backup file,
-// which stands for its segment. Cleanup never removes .history, .backup or
-// .partial files, and does nothing for an all-zero %r, which PostgreSQL
-// passes until cleanup is safe. It returns the names of the files removed
-// (or, in a dry run, that would be), as archived.
+// and before opts.KeepFrom and what opts.Backups keeps. restart may also name
+// a .partial or .backup file, which stands for its segment. Cleanup never
+// removes .history, .backup or .partial files, and does nothing for an
+// all-zero %r, which PostgreSQL passes until cleanup is safe. It returns the
+// names of the files removed (or, in a dry run, that would be), as archived.
 func Cleanup(ctx context.Context, st archive.Storage, restart string, opts CleanupOptions) ([]string, error) {
 	r, err := CleanupPoint(restart)
 	if err != nil {
@@ -36,15 +51,32 @@ func Cleanup(ctx context.Context, st archive.Storage, restart string, opts Clean
 	if r.Log == 0 && r.Seg == 0 {
 		return nil, nil
 	}
-	if opts.KeepFrom != "" {
-		k, err := CleanupPoint(opts.KeepFrom)
+	log := opts.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	keep := []string{opts.KeepFrom}
+	if opts.Backups != nil {
+		k, err := opts.Backups(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("cleanup: the oldest backup's WAL: %w", err)
+			return nil, fmt.Errorf("cleanup: cannot tell which WAL the archive's backups need, so nothing was removed: %w", err)
+		}
+		if k.All {
+			log.Info("a backup is starting and its start position is not known yet: no WAL removed", "restart", restart)
+			return nil, nil
+		}
+		keep = append(keep, k.From)
+	}
+	for _, from := range keep {
+		if from == "" {
+			continue
+		}
+		k, err := CleanupPoint(from)
+		if err != nil {
+			return nil, fmt.Errorf("cleanup: the WAL a backup needs: %w", err)
 		}
 		if before(k, r) {
-			if opts.Log != nil {
-				opts.Log.Debug("keeping the WAL the oldest backup needs", "restart", restart, "keep_from", opts.KeepFrom)
-			}
+			log.Debug("keeping the WAL a backup needs", "restart", restart, "keep_from", from)
 			r = k
 		}
 	}
@@ -64,9 +96,7 @@ func Cleanup(ctx context.Context, st archive.Storage, restart string, opts Clean
 			}
 		}
 		removed = append(removed, fi.Name)
-		if opts.Log != nil {
-			opts.Log.Debug("removed segment older than the restart point", "file", fi.Name, "restart", restart, "dry_run", opts.DryRun)
-		}
+		log.Debug("removed segment older than the restart point", "file", fi.Name, "restart", restart, "dry_run", opts.DryRun)
 	}
 	return removed, nil
 }

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -29,6 +31,8 @@ type backupOptions struct {
 	WALTimeout     time.Duration
 	JSON           bool
 	FromStandby    bool
+	MaxRate        string // pg_basebackup's form: kB/s, or with k or M
+	StaleAfter     time.Duration
 }
 
 func backupCommand(g *globals) *cli.Command {
@@ -45,6 +49,20 @@ position from the archive, where archive_command (walship push) puts it. So
 backup waits, up to --wal-timeout, until that WAL is archived, and only then
 writes backups/<id>.json, which makes the backup complete. A backup that
 fails or is interrupted has none, and restore never uses it.
+
+While it runs, from the moment the server names the start position, backup
+keeps a marker in backups/<id>/inprogress-<n>.json (start LSN, timeline,
+start time, host, pid), renewed every minute (every quarter of --stale-after
+if that is shorter), so that walship cleanup, wait --cleanup and expire keep
+the WAL it needs even before any backup is complete. The marker goes when
+the backup completes or fails; one left by a backup that was killed stops
+protecting WAL once it is --stale-after old, and expire removes that
+backup. A backup refuses to complete when it could not renew its marker for
+--stale-after: its WAL or files may be gone.
+
+--max-rate limits how fast the server sends the backup, as pg_basebackup's
+does (in kB/s, or with a k or M suffix: 32k to 1024M), to spare the server's
+disks and network; with the server compressing it counts compressed bytes.
 
 From a primary the server switches WAL segment when the backup ends, so the
 wait is short. From a standby (hot_standby on, a replication line in its
@@ -83,6 +101,9 @@ Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
 			&cli.BoolFlag{Name: "json", Usage: "print the backup's description as JSON"},
 			&cli.BoolFlag{Name: "from-standby", EnvVars: []string{"WALSHIP_FROM_STANDBY"},
 				Usage: "back up a standby too; without it, backup of a standby takes nothing and exits 0, so one timer can run on every node"},
+			&cli.StringFlag{Name: "max-rate", EnvVars: []string{"WALSHIP_MAX_RATE"},
+				Usage: "the most the server sends a second, in kB, or with a k or M suffix (32k to 1024M); default no limit"},
+			staleAfterFlag(),
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
@@ -99,6 +120,8 @@ Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
 				WALTimeout:     c.Duration("wal-timeout"),
 				JSON:           c.Bool("json"),
 				FromStandby:    c.Bool("from-standby"),
+				MaxRate:        c.String("max-rate"),
+				StaleAfter:     c.Duration("stale-after"),
 			})
 		},
 	}
@@ -115,6 +138,13 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 	if opts.CompressOn != "server" && opts.CompressOn != "client" {
 		return usagef("--compress-on must be server or client, not %q", opts.CompressOn)
 	}
+	maxRate, err := parseRate(opts.MaxRate)
+	if err != nil {
+		return usagef("--max-rate: %v", err)
+	}
+	if err := checkStaleAfter(opts.StaleAfter); err != nil {
+		return err
+	}
 	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
@@ -130,6 +160,8 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 		CompressOnServer: opts.CompressOn == "server",
 		WALTimeout:       opts.WALTimeout,
 		FromStandby:      opts.FromStandby,
+		MaxRate:          maxRate,
+		StaleAfter:       opts.StaleAfter,
 		Progress:         tp.progress(),
 		Logger:           g.logger,
 	})
@@ -150,6 +182,26 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 	fmt.Fprintf(g.stdout, "backup %s complete: %s (%s stored), %d files, LSN %s to %s on timeline %d, in %s\n",
 		m.ID, humanBytes(m.Size), humanBytes(m.Stored), m.Files, m.StartLSN, m.StopLSN, m.StopTimeline, time.Since(start).Round(time.Millisecond))
 	return nil
+}
+
+// parseRate reads a rate as pg_basebackup --max-rate takes it: kB per
+// second, or with a k or M suffix, from 32k to 1024M. "" is no limit, 0.
+func parseRate(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	num, mult := s, int64(1<<10)
+	switch {
+	case strings.HasSuffix(s, "M"):
+		num, mult = strings.TrimSuffix(s, "M"), 1<<20
+	case strings.HasSuffix(s, "k"):
+		num = strings.TrimSuffix(s, "k")
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > backup.MaxMaxRate/mult || n*mult < backup.MinMaxRate {
+		return 0, fmt.Errorf("%q: want kB per second, or with a k or M suffix, from 32k to 1024M", s)
+	}
+	return n * mult, nil
 }
 
 func jsonOut(w io.Writer, v any) error {
