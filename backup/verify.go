@@ -101,13 +101,28 @@ func checkWAL(ctx context.Context, st archive.Storage, name string, id archive.I
 		if err != nil {
 			return wal.LongHeaderSize, err
 		}
-		k, err := io.Copy(io.Discard, rc)
+		// A raw segment is checked record by record, as a restore checks
+		// it before handing it over: a damaged record would be the end of
+		// WAL to the server.
+		var sink io.Writer = io.Discard
+		var v *wal.SegmentVerifier
+		if _, raw := rc.(*archive.RawReader); raw && n.Kind == wal.Segment {
+			v = wal.NewSegmentVerifier(n, int64(h.SegmentSize))
+			if _, err := v.Write(buf); err != nil {
+				return wal.LongHeaderSize, err
+			}
+			sink = v
+		}
+		k, err := io.Copy(sink, rc)
 		k += wal.LongHeaderSize
 		if err != nil {
 			return k, err
 		}
 		if k != id.SegmentSize {
 			return k, fmt.Errorf("%d bytes, the segment size is %d", k, id.SegmentSize)
+		}
+		if v != nil {
+			return k, v.Close()
 		}
 		return k, nil
 	case wal.History:

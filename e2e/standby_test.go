@@ -21,25 +21,45 @@ type warmPair struct {
 
 func newWarmPair(t *testing.T) *warmPair {
 	t.Helper()
+	p := newWarmPairStopped(t, warmOptions{})
+	p.standby.StartNoWait(t)
+	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "t", 60*time.Second)
+	return p
+}
+
+// warmOptions vary a warm pair from the README's set-up.
+type warmOptions struct {
+	pushArgs string              // more arguments of walship push, such as "--compress none"
+	restore  func(string) string // rewrites the standby's restore_command line
+}
+
+// newWarmPairStopped makes the pair of newWarmPair and leaves the standby
+// stopped.
+func newWarmPairStopped(t *testing.T, o warmOptions) *warmPair {
+	t.Helper()
 	p := &warmPair{bin: pgtest.Walship(t), arch: pgtest.TempDir(t)}
 	p.trigger = filepath.Join(pgtest.TempDir(t), "walship.trigger")
-	p.primary = pgtest.New(t, pgtest.Options{
-		InitdbArgs: []string{"--wal-segsize=1"},
-		Conf:       pushConf(p.bin, p.arch),
-	})
+	conf := pushConf(p.bin, p.arch)
+	if o.pushArgs != "" {
+		for i, l := range conf {
+			conf[i] = strings.Replace(l, " push --archive", " push "+o.pushArgs+" --archive", 1)
+		}
+	}
+	p.primary = pgtest.New(t, pgtest.Options{InitdbArgs: []string{"--wal-segsize=1"}, Conf: conf})
 	p.primary.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 	// The settings of contrib/postgresql/standby-wait.conf, as the README
 	// says, with a short poll for a quick test.
-	conf := contribConf("standby-wait.conf", contribPaths(p.bin, p.arch, p.trigger))
-	for i, l := range conf {
-		conf[i] = strings.Replace(l, " wait --archive", " wait --poll 100ms --archive", 1)
+	sconf := contribConf("standby-wait.conf", contribPaths(p.bin, p.arch, p.trigger))
+	for i, l := range sconf {
+		sconf[i] = strings.Replace(l, " wait --archive", " wait --poll 100ms --archive", 1)
+		if o.restore != nil && strings.HasPrefix(l, "restore_command") {
+			sconf[i] = o.restore(sconf[i])
+		}
 	}
-	p.standby = pgtest.BaseBackup(t, p.primary, pgtest.Options{Conf: conf})
+	p.standby = pgtest.BaseBackup(t, p.primary, pgtest.Options{Conf: sconf})
 	p.standby.WriteFile(t, "recovery.signal", "")
 	// The backup ends in a segment the primary has not archived yet.
 	p.primary.SwitchWAL(t)
-	p.standby.StartNoWait(t)
-	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "t", 60*time.Second)
 	return p
 }
 

@@ -71,7 +71,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 				log.Info("archive readable again", "attempts", attempt)
 			}
 			return nil
-		case errors.Is(err, ErrNotFound), errors.Is(err, ErrBadWAL),
+		case errors.Is(err, ErrNotFound), errors.Is(err, ErrBadWAL), errors.Is(err, ErrDestination),
 			errors.Is(err, wal.ErrInvalidName), ctx.Err() != nil:
 			return err
 		}

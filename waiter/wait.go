@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/walship/walship/archive"
@@ -17,6 +18,10 @@ const (
 	DefaultPoll       = time.Second
 	DefaultMaxBackoff = 30 * time.Second
 )
+
+// incompleteLogEvery is how often a wait for an incomplete raw copy says
+// so at info level.
+const incompleteLogEvery = 30 * time.Second
 
 // Trigger tells a Waiter whether an operator asked to end recovery.
 type Trigger interface {
@@ -81,7 +86,13 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 		if wa, ok := w.Storage.(archive.Watcher); ok {
 			wctx, cancel := context.WithCancel(ctx)
 			defer cancel()
-			if arrived, err = wa.Watch(wctx, archive.WALDir); err != nil {
+			dir := archive.WALDir
+			if _, err := w.Storage.Stat(ctx, archive.IdentityFile); archive.IsNotExist(err) {
+				// No walship.json: perhaps a pg_standby archive, with its
+				// files at the root. Watching wal/ would create it.
+				dir = ""
+			}
+			if arrived, err = wa.Watch(wctx, dir); err != nil {
 				log.Warn("cannot watch the archive, polling instead", "err", err, "poll", w.poll())
 				arrived = nil
 			}
@@ -95,6 +106,7 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 	backoff := time.Duration(0)
 	failures := 0
 	waitingLogged := false
+	var lastIncomplete time.Time
 	for {
 		if w.Alive != nil {
 			if err := w.Alive(); err != nil {
@@ -129,11 +141,30 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 			}
 			log.Debug("restored", "waited_ms", w.now().Sub(start).Milliseconds())
 			return nil
-		case errors.Is(err, ErrBadWAL), errors.Is(err, wal.ErrInvalidName):
+		case errors.Is(err, ErrBadWAL), errors.Is(err, wal.ErrInvalidName), errors.Is(err, ErrDestination):
 			return err
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, ErrNotFound), errors.Is(err, errNotReady):
+		case errors.Is(err, errNotReady):
+			// A raw copy in progress, or a truncated one: which, only
+			// later WAL can tell. A smart failover must not end recovery
+			// without it either.
+			if err := incomplete(ctx, w.Storage, n, err); !errors.Is(err, errNotReady) {
+				return err
+			}
+			if mode == trigger.Smart {
+				return fmt.Errorf("%w: %w: a smart failover cannot apply every archived segment while this one is incomplete; "+
+					"complete or remove it, or fail over fast", ErrBadWAL, err)
+			}
+			failures, backoff = 0, 0
+			if now := w.now(); now.Sub(lastIncomplete) >= incompleteLogEvery {
+				log.Info("waiting for the archived copy of the segment to be complete", "reason", err, "waited", now.Sub(start).Round(time.Second))
+				lastIncomplete = now
+			}
+			if err := w.sleep(ctx, w.poll(), arrived, changed); err != nil {
+				return err
+			}
+		case errors.Is(err, ErrNotFound):
 			if failures > 0 {
 				log.Info("archive readable again", "failed_attempts", failures)
 			}
@@ -249,12 +280,17 @@ func present(ctx context.Context, st archive.Storage) error {
 	if err == nil || !archive.IsNotExist(err) {
 		return err
 	}
-	fis, err := st.List(ctx, archive.WALDir)
-	if err != nil {
-		return err
-	}
-	if len(fis) > 0 {
-		return nil
+	for _, dir := range []string{archive.WALDir, ""} {
+		fis, err := st.List(ctx, dir)
+		if err != nil {
+			return err
+		}
+		for _, fi := range fis {
+			// A pg_standby archive: WAL files at its root.
+			if _, err := wal.ParseName(strings.TrimSuffix(fi.Name, ".zst")); err == nil || dir == archive.WALDir {
+				return nil
+			}
+		}
 	}
 	return fmt.Errorf("archive %s holds neither %s nor WAL files: is it mounted, and is --archive right?",
 		st, archive.IdentityFile)

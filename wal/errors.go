@@ -21,4 +21,7 @@ var (
 	ErrWrongSegment = errors.New("WAL segment does not match its name")
 	// ErrInvalidHistory means a timeline history file cannot be parsed.
 	ErrInvalidHistory = errors.New("invalid timeline history")
+	// ErrDamagedWAL means a segment is not intact WAL: PostgreSQL would stop
+	// reading it early, taking the damage for the end of WAL.
+	ErrDamagedWAL = errors.New("damaged WAL")
 )
