@@ -159,6 +159,11 @@ func Expire(ctx context.Context, st archive.Storage, opts ExpireOptions) (Expire
 		if err := remove(archive.WALDir+"/"+fi.Name, fi.Size); err != nil {
 			return ex, err
 		}
+		if !strings.HasSuffix(fi.Name, ".zst") {
+			if err := remove(archive.ChecksumPath(fi.Name), 0); err != nil {
+				return ex, err
+			}
+		}
 		ex.WAL = append(ex.WAL, fi.Name)
 	}
 	if len(ex.WAL) > 0 {

@@ -80,25 +80,50 @@ func Cleanup(ctx context.Context, st archive.Storage, restart string, opts Clean
 			r = k
 		}
 	}
-	files, err := st.List(ctx, archive.WALDir)
-	if err != nil {
-		return nil, fmt.Errorf("cleanup: %w", err)
-	}
 	var removed []string
-	for _, fi := range files {
-		n, err := wal.ParseName(strings.TrimSuffix(fi.Name, ".zst"))
-		if err != nil || n.Kind != wal.Segment || !before(n, r) {
-			continue
+	// wal/, then the root: a pg_standby archive's files, which the first
+	// walship push leaves where cp put them.
+	for _, dir := range []string{archive.WALDir, ""} {
+		files, err := st.List(ctx, dir)
+		if err != nil {
+			return removed, fmt.Errorf("cleanup: %w", err)
 		}
-		if !opts.DryRun {
-			if err := st.Remove(ctx, archive.WALPath(fi.Name, "")); err != nil && !archive.IsNotExist(err) {
-				return removed, fmt.Errorf("cleanup: remove %s: %w", fi.Name, err)
+		for _, fi := range files {
+			base, zst := strings.CutSuffix(fi.Name, ".zst")
+			n, err := wal.ParseName(base)
+			if err != nil || n.Kind != wal.Segment || !before(n, r) || (dir == "" && zst) {
+				continue
 			}
+			if !opts.DryRun {
+				if err := removeWAL(ctx, st, dir, fi.Name, !zst); err != nil {
+					return removed, fmt.Errorf("cleanup: %w", err)
+				}
+			}
+			removed = append(removed, fi.Name)
+			log.Debug("removed segment older than the restart point", "file", fi.Name, "restart", restart, "dry_run", opts.DryRun)
 		}
-		removed = append(removed, fi.Name)
-		log.Debug("removed segment older than the restart point", "file", fi.Name, "restart", restart, "dry_run", opts.DryRun)
 	}
 	return removed, nil
+}
+
+// removeWAL removes the archived file name in dir, and the checksum file of
+// a raw one under wal/ after it (a checksum file left alone by a crash in
+// between is harmless; a raw file left without its checksum would be
+// verified record by record).
+func removeWAL(ctx context.Context, st archive.Storage, dir, name string, raw bool) error {
+	path := name
+	if dir != "" {
+		path = dir + "/" + name
+	}
+	if err := st.Remove(ctx, path); err != nil && !archive.IsNotExist(err) {
+		return fmt.Errorf("remove %s: %w", path, err)
+	}
+	if raw && dir == archive.WALDir {
+		if err := st.Remove(ctx, archive.ChecksumPath(name)); err != nil && !archive.IsNotExist(err) {
+			return fmt.Errorf("remove %s: %w", archive.ChecksumPath(name), err)
+		}
+	}
+	return nil
 }
 
 // CleanupPoint parses a restart point: the name of a segment, or of a

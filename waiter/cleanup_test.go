@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -230,5 +232,36 @@ func TestCleanupKeepFromAndBackups(t *testing.T) {
 				t.Errorf("left %v, want %v", got, tc.left)
 			}
 		})
+	}
+}
+
+// A raw segment goes with its checksum file, and a pg_standby archive's
+// segments at the root are cleaned up as well.
+func TestCleanupRawAndFlat(t *testing.T) {
+	ctx := context.Background()
+	e := newArchive(t)
+	e.put(name(1), []byte("raw one"), archive.None)
+	e.put(name(3), []byte("raw three"), archive.None)
+	for _, n := range []string{name(1), name(2), name(3), "00000002.history"} {
+		if err := os.WriteFile(filepath.Join(e.root, n), []byte("flat"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	removed, err := Cleanup(ctx, e.st, name(3), CleanupOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(removed, " "), name(1)+" "+name(1)+" "+name(2); got != want {
+		t.Errorf("removed %q, want %q", got, want)
+	}
+	for _, gone := range []string{"wal/" + name(1), "wal/" + name(1) + archive.ChecksumSuffix, name(1), name(2)} {
+		if _, err := os.Stat(filepath.Join(e.root, gone)); !os.IsNotExist(err) {
+			t.Errorf("%s still there: %v", gone, err)
+		}
+	}
+	for _, kept := range []string{"wal/" + name(3), "wal/" + name(3) + archive.ChecksumSuffix, name(3), "00000002.history"} {
+		if _, err := os.Stat(filepath.Join(e.root, kept)); err != nil {
+			t.Errorf("%s removed: %v", kept, err)
+		}
 	}
 }

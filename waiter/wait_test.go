@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -425,6 +426,13 @@ func TestCleanup(t *testing.T) {
 		}
 		var names []string
 		for _, fi := range fis {
+			if base, ok := strings.CutSuffix(fi.Name, archive.ChecksumSuffix); ok {
+				// A checksum file stays only with its raw file.
+				if !slices.ContainsFunc(fis, func(f archive.FileInfo) bool { return f.Name == base }) {
+					t.Errorf("checksum file %s left without %s", fi.Name, base)
+				}
+				continue
+			}
 			names = append(names, fi.Name)
 		}
 		return names
