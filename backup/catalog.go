@@ -43,10 +43,12 @@ type Gap struct {
 	Last  string `json:"last"`
 }
 
-// ReadCatalog lists the archive. The archive needs its identity (the
-// first push records it) for the segment size.
+// ReadCatalog lists the archive: wal/ and, for a pg_standby archive, the WAL
+// files at its root. The archive needs its identity for the segment size:
+// walship.json (the first push records it) or, in a pg_standby archive, the
+// page header of its first segment.
 func ReadCatalog(ctx context.Context, st archive.Storage) (*Catalog, error) {
-	id, err := archive.ReadIdentity(ctx, st)
+	id, err := archive.ReadIdentityOrFlat(ctx, st)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +58,7 @@ func ReadCatalog(ctx context.Context, st archive.Storage) (*Catalog, error) {
 	}
 	c := &Catalog{Identity: id, Backups: l.Complete, Incomplete: l.Incomplete,
 		History: map[wal.TimeLine][]wal.HistoryEntry{}, Files: map[string]archive.FileInfo{}}
-	files, err := st.List(ctx, archive.WALDir)
+	files, _, err := archive.ListWAL(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("list WAL: %w", err)
 	}

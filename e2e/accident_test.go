@@ -511,6 +511,14 @@ func TestNoAccident9PgStandbyArchive(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(arch, "wal")); err == nil {
 		t.Fatal("reading a pg_standby archive wrote into it")
 	}
+	// info and verify read it too, with the identity of its first segment.
+	if out, err := exec.Command(bin, "verify", "--archive", arch).CombinedOutput(); err != nil {
+		t.Errorf("walship verify of a pg_standby archive: %v\n%s", err, out)
+	}
+	out, err := exec.Command(bin, "info", "--archive", arch, "--json").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), `"segments"`) {
+		t.Errorf("walship info of a pg_standby archive: %v\n%s", err, out)
+	}
 
 	// The primary moves to walship push; the old segments stay at the root.
 	primary.AppendConf(t, fmt.Sprintf("archive_command = '%s push --archive %s %%p %%f'", bin, arch))
@@ -537,6 +545,9 @@ func TestNoAccident9PgStandbyArchive(t *testing.T) {
 	b[len(b)/3] ^= 0xFF
 	if err := os.WriteFile(filepath.Join(arch, seg), b, 0o644); err != nil {
 		t.Fatal(err)
+	}
+	if out, err := exec.Command(bin, "verify", "--archive", arch).CombinedOutput(); err == nil || !strings.Contains(string(out), seg) {
+		t.Errorf("walship verify: %v, output does not name the damaged %s:\n%s", err, seg, out)
 	}
 	from := len(serverLog(t, standby))
 	startMayFail(t, standby)

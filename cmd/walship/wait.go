@@ -182,7 +182,7 @@ func expectation(ctx context.Context, st archive.Storage, pgdata string, logger 
 	default:
 		return exp, fmt.Errorf("read the standby's system identifier: %w", err)
 	}
-	id, err := archive.ReadIdentity(ctx, st)
+	id, err := archive.ReadIdentityOrFlat(ctx, st) // a pg_standby archive: its first segment's
 	switch {
 	case err == nil:
 		if exp.SystemID != 0 && exp.SystemID != id.SystemID {
