@@ -149,7 +149,7 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 			// A raw copy in progress, or a truncated one: which, only
 			// later WAL can tell. A smart failover must not end recovery
 			// without it either.
-			if err := incomplete(ctx, w.Storage, n, err); !errors.Is(err, errNotReady) {
+			if err := incomplete(ctx, w.Storage, n, err); errors.Is(err, ErrBadWAL) {
 				return err
 			}
 			if mode == trigger.Smart {
