@@ -40,6 +40,12 @@ In the primary's postgresql.conf:
 The first segment pushed into an empty archive records the cluster's system
 identifier and segment size in walship.json; a segment from another cluster,
 a truncated segment, or a name that is not a WAL file name is refused.
+.history and .backup files name no cluster: push takes them only from the
+archive's own server, whose global/pg_control it reads in the data
+directory PostgreSQL runs it in (or --pgdata), and checks that a history
+file extends its parent timeline's and that a .backup file is a backup
+history file. --compress none stores the file as it is and an xxh64
+checksum file beside it, which every reader checks.
 Pushing a file that is archived already with the same content succeeds (the
 server re-archives after a crash); different content under an existing name
 fails and leaves the archived file untouched.
