@@ -122,8 +122,31 @@ func roleOf(args []string) role {
 			return roleArchive
 		}
 	}
+	// No command PostgreSQL runs, but a WAL file name: a mistyped command
+	// in restore_command or archive_command ("walship wiat %f %p"). Exit 2
+	// would be "not found" to a restore command; stopping recovery is the
+	// safe reading, and to the archiver it is a retry after a restart.
+	for _, a := range args {
+		if _, err := wal.ParseName(a); err == nil && !namesCommand(args) {
+			return roleRestore
+		}
+	}
 	return roleOperator
 }
+
+// namesCommand reports whether args name one of walship's commands.
+func namesCommand(args []string) bool {
+	for _, a := range args {
+		if slices.Contains(commandNames, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// commandNames are walship's commands, for roleOf; TestCommandNames keeps
+// it in step with newApp.
+var commandNames = []string{"push", "wait", "promote", "tail", "backup", "restore", "fetch", "info", "verify", "expire", "cleanup", "help"}
 
 // outcomeOf classifies the error a command returned.
 func outcomeOf(err error) outcome {

@@ -1,8 +1,11 @@
 package main
 
 import (
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -117,5 +120,87 @@ func TestExitHelpMatchesTable(t *testing.T) {
 	}
 	if got := exitCodeFor(roleRestore, quietError{os.ErrNotExist}); got != exitFailed {
 		t.Errorf("not found: %d, want %d", got, exitFailed)
+	}
+}
+
+// An unknown command is a usage error that suggests the closest one; on a
+// line PostgreSQL could have run (it names a WAL file) it stops recovery.
+func TestUnknownCommand(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want int
+		say  string
+	}{
+		{[]string{"nosuch"}, exitUsage, `unknown command "nosuch"`},
+		{[]string{"expier", "--keep", "2"}, exitUsage, `did you mean "expire"`},
+		{[]string{"wiat", "000000010000000000000001", "pg_wal/RECOVERYXLOG"}, exitAbortRec, `did you mean "wait"`},
+		{[]string{"psuh", "pg_wal/000000010000000000000001", "000000010000000000000001"}, exitAbortRec, `did you mean "push"`},
+	} {
+		code, stderr := walshipRun(t, tc.args...)
+		if code != tc.want || !strings.Contains(stderr, tc.say) {
+			t.Errorf("walship %s: exit %d, stderr %q; want %d and %q", strings.Join(tc.args, " "), code, stderr, tc.want, tc.say)
+		}
+	}
+	var out, errb strings.Builder
+	if code := run([]string{"walship", "help", "push"}, &out, &errb); code != 0 || !strings.Contains(out.String(), "walship push") {
+		t.Errorf("walship help push: exit %d, stdout %q, stderr %q", code, out.String(), errb.String())
+	}
+}
+
+// commandNames, which roleOf reads, lists every command of the app.
+func TestCommandNames(t *testing.T) {
+	app := newApp(io.Discard, io.Discard)
+	app.Setup()
+	var names []string
+	for _, c := range app.Commands {
+		names = append(names, c.Name)
+	}
+	slices.Sort(names)
+	want := slices.Clone(commandNames)
+	slices.Sort(want)
+	if !slices.Equal(names, want) {
+		t.Errorf("commands %v, commandNames %v", names, want)
+	}
+}
+
+// The README's exit-code table says "never" exactly where exitTable has no
+// outcome with that code for that role.
+func TestREADMEExitCodes(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, section, ok := strings.Cut(string(b), "\n## Exit codes\n")
+	if !ok {
+		t.Fatal("README has no Exit codes section")
+	}
+	section, _, _ = strings.Cut(section, "\n## ")
+	roles := []role{roleArchive, roleRestore, roleOperator} // the table's columns
+	rows := 0
+	for _, line := range strings.Split(section, "\n") {
+		cells := strings.Split(strings.Trim(line, "| "), " | ")
+		code, err := strconv.Atoi(cells[0])
+		if err != nil || len(cells) != 1+len(roles) {
+			continue
+		}
+		rows++
+		for i, r := range roles {
+			used := false
+			for _, e := range exitTable[r] {
+				used = used || e.code == code
+			}
+			if never := cells[1+i] == "never"; never == used {
+				t.Errorf("README: exit %d for role %d says %q; exitTable uses it: %v", code, r, cells[1+i], used)
+			}
+		}
+	}
+	codes := map[int]bool{}
+	for _, m := range exitTable {
+		for _, e := range m {
+			codes[e.code] = true
+		}
+	}
+	if rows != len(codes) {
+		t.Errorf("README's table has %d code rows, exitTable uses %d codes", rows, len(codes))
 	}
 }

@@ -193,9 +193,9 @@ On the primary, in postgresql.conf:
    archive_command = 'walship push --archive /srv/walship/main %p %f'
 
 ` + exitHelpAll(),
-		Writer:          stdout,
-		ErrWriter:       stderr,
-		HideHelpCommand: true,
+		Writer:    stdout,
+		ErrWriter: stderr,
+		Action:    topAction,
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "log-level", Value: "info", EnvVars: []string{"WALSHIP_LOG_LEVEL"},
 				Usage: "debug, info, warn or error; logs go to stderr, which PostgreSQL puts in its log"},
