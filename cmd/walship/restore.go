@@ -3,14 +3,18 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/walship/walship/archive"
 	"github.com/walship/walship/archive/sftp"
 	"github.com/walship/walship/backup"
+	"github.com/walship/walship/wal"
 )
 
 // restoreOptions are the settings of walship restore.
@@ -200,6 +204,9 @@ func runRestore(ctx context.Context, g *globals, opts restoreOptions) error {
 	}
 	tp := newTermProgress(g.stderr)
 	ro.Progress = tp.progress()
+	if target.Kind == backup.TargetTime {
+		warnTargetAfterWAL(ctx, st, target.Time, g.logger)
+	}
 	m, err := backup.Restore(ctx, st, ro)
 	tp.end()
 	if err != nil {
@@ -248,4 +255,31 @@ func sshArgs(o sshOptions) []string {
 		args = append(args, "--ssh-timeout", o.Timeout.String())
 	}
 	return args
+}
+
+// warnTargetAfterWAL warns when a target time lies after the newest archived
+// segment: recovery would run out of WAL before it, and PostgreSQL then
+// stops with "FATAL: recovery ended before configured recovery target was
+// reached" instead of promoting.
+func warnTargetAfterWAL(ctx context.Context, st archive.Storage, target time.Time, logger *slog.Logger) {
+	files, _, err := archive.ListWAL(ctx, st)
+	if err != nil {
+		logger.Debug("cannot list the archive's WAL to check the target time", "err", err)
+		return
+	}
+	var newest archive.FileInfo
+	for _, fi := range files {
+		n, err := wal.ParseName(strings.TrimSuffix(fi.Name, ".zst"))
+		if err == nil && (n.Kind == wal.Segment || n.Kind == wal.Partial) && fi.ModTime.After(newest.ModTime) {
+			newest = fi
+		}
+	}
+	if newest.Name == "" || !target.After(newest.ModTime) {
+		return
+	}
+	logger.Warn("the recovery target time is after the newest archived WAL: unless WAL up to the target is archived "+
+		"before recovery gets there, PostgreSQL stops with FATAL \"recovery ended before configured recovery target was reached\"; "+
+		"pick an earlier --target-time, or run recovery without a target",
+		"target_time", target.UTC().Format(time.RFC3339), "newest_segment", strings.TrimSuffix(newest.Name, ".zst"),
+		"archived_at", newest.ModTime.UTC().Format(time.RFC3339))
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"strings"
@@ -60,5 +62,24 @@ func TestSSHArgs(t *testing.T) {
 	want := "--identity /k1 --identity /k2 --known-hosts /kh --host-key-policy accept-new --host-key-fingerprint SHA256:x --ssh-timeout 3s"
 	if got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// A target time after the newest archived WAL gets a warning naming it.
+func TestWarnTargetAfterWAL(t *testing.T) {
+	arch, _, _ := archiveWith(t)
+	st, err := openArchive(context.Background(), arch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	logger := slog.New(slog.NewTextHandler(&logs, nil))
+	warnTargetAfterWAL(context.Background(), st, time.Now().Add(-time.Hour), logger)
+	if logs.Len() != 0 {
+		t.Errorf("target before the newest WAL: %s", logs.String())
+	}
+	warnTargetAfterWAL(context.Background(), st, time.Now().Add(time.Hour), logger)
+	if !strings.Contains(logs.String(), "after the newest archived WAL") || !strings.Contains(logs.String(), "000000010000000000000003") {
+		t.Errorf("target after the newest WAL: %q, want a warning naming the newest segment", logs.String())
 	}
 }
