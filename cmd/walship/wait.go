@@ -56,11 +56,16 @@ recovery.signal file in the data directory (not standby.signal):
 recovery_end_command removes the trigger once the standby is promoted: a
 stale trigger file would promote the next standby started with it at once.
 
-recovery_prefetch = off matters on PostgreSQL 15 and later: with it on, the
-server reads WAL ahead of replay and asks for the next segment before it has
-applied the end of the current one, so the standby's visible state (and its
-first consistent state after a base backup) lags until the next segment is
-archived. A failover still applies everything.
+recovery_prefetch = off matters on PostgreSQL 15 and later: with it on (the
+default is try), the server reads WAL ahead of replay and asks for the next
+segment before it has applied the end of the current one, so the standby's
+visible state (and its first consistent state after a base backup) lags
+until the next segment is archived. A failover still applies everything.
+wait reads the server's settings (its command line in postmaster.opts,
+postgresql.conf with its includes, postgresql.auto.conf) and, when read-ahead
+is on, logs a warning naming the fix once per server start. No answer of a
+waiting restore_command avoids the lag: to keep read-ahead, use a
+standby.signal standby with walship fetch instead.
 
 Failover: walship promote --trigger FILE (or write "smart" or "fast" into it).
    smart (or an empty file): restore every segment already archived, then end
@@ -132,6 +137,7 @@ func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
 	if err != nil {
 		return err
 	}
+	waiter.CheckRecoveryPrefetch(opts.PGData, logger)
 	w := &waiter.Waiter{
 		Storage: st,
 		Expect:  exp,
@@ -144,7 +150,7 @@ func runWait(ctx context.Context, logger *slog.Logger, opts waitOptions) error {
 	if opts.Trigger != "" {
 		tctx, cancel := context.WithCancel(ctx)
 		defer cancel()
-		ft, err := newFileTrigger(tctx, opts.Trigger, opts.Poll, logger)
+		ft, err := newFileTrigger(tctx, opts.Trigger, opts.PGData, opts.Poll, logger)
 		if err != nil {
 			return err
 		}
@@ -235,16 +241,19 @@ type fileTrigger struct {
 	wake    chan struct{} // the watcher's news, and rechecks of an empty file
 	logger  *slog.Logger
 	warned  bool
+	pgdata  string // whose postmaster.pid tells when the server started
+	// staleChecked is set once the trigger's age was checked.
+	staleChecked bool
 }
 
-func newFileTrigger(ctx context.Context, path string, poll time.Duration, logger *slog.Logger) (*fileTrigger, error) {
+func newFileTrigger(ctx context.Context, path, pgdata string, poll time.Duration, logger *slog.Logger) (*fileTrigger, error) {
 	w := &trigger.Watcher{Path: path, PollInterval: poll, Logger: logger}
 	ch, err := w.Start(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("watch trigger file: %w", err)
 	}
 	f := &fileTrigger{path: path, watcher: w, reader: &trigger.Reader{Path: path},
-		wake: make(chan struct{}, 1), logger: logger}
+		wake: make(chan struct{}, 1), logger: logger, pgdata: pgdata}
 	go func() {
 		for range ch {
 			f.notify()
@@ -278,7 +287,47 @@ func (f *fileTrigger) Mode() trigger.Mode {
 		f.logger.Debug("trigger file is empty; waiting for it to settle", "path", f.path, "recheck_in", recheck)
 		time.AfterFunc(recheck, f.notify)
 	}
+	if m != trigger.None && !f.staleChecked {
+		f.staleChecked = true
+		f.warnStale()
+	}
 	return m
+}
+
+// warnStale warns when the trigger file is older than the server that runs
+// this wait: it was left from an earlier failover (recovery_end_command did
+// not remove it) and promotes this standby at once, the classic way to
+// promote the wrong standby. It still acts, as documented.
+func (f *fileTrigger) warnStale() {
+	fi, err := os.Stat(f.path)
+	start, ok := postmasterStart(f.pgdata)
+	if err != nil || !ok || !fi.ModTime().Before(start) {
+		return
+	}
+	f.logger.Warn("the trigger file is older than this server's start: it was left from before, and ends recovery now; "+
+		"if this standby was not meant to be promoted, stop it and remove the file, and have recovery_end_command remove it",
+		"path", f.path, "age", time.Since(fi.ModTime()).Round(time.Second), "server_started", start.UTC().Format(time.RFC3339))
+}
+
+// postmasterStart returns when the postmaster of the data directory pgdata
+// started: the third line of postmaster.pid, in seconds since the epoch.
+func postmasterStart(pgdata string) (time.Time, bool) {
+	if pgdata == "" {
+		pgdata = "."
+	}
+	b, err := os.ReadFile(filepath.Join(pgdata, "postmaster.pid"))
+	if err != nil {
+		return time.Time{}, false
+	}
+	lines := strings.SplitN(string(b), "\n", 4)
+	if len(lines) < 3 {
+		return time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(strings.TrimSpace(lines[2]), 10, 64)
+	if err != nil || sec <= 0 {
+		return time.Time{}, false
+	}
+	return time.Unix(sec, 0), true
 }
 
 func (f *fileTrigger) Consume() error { return trigger.Consume(f.path) }

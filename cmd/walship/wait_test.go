@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -272,5 +273,32 @@ func TestWaitArchiveDirMissing(t *testing.T) {
 	}
 	if !strings.Contains(stderr, "does not exist") {
 		t.Errorf("stderr does not say the archive directory is missing: %q", stderr)
+	}
+}
+
+// A trigger file older than the server's start still acts, with a warning
+// that names its age: a stale trigger promotes the wrong standby.
+func TestWaitWarnsOfStaleTrigger(t *testing.T) {
+	arch, _, _ := archiveWith(t)
+	pgdata := t.TempDir()
+	pid := fmt.Sprintf("%d\n%s\n%d\n5432\n", os.Getpid(), pgdata, time.Now().Unix())
+	if err := os.WriteFile(filepath.Join(pgdata, "postmaster.pid"), []byte(pid), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	trig := filepath.Join(t.TempDir(), "trigger")
+	if code, stderr := walshipRun(t, "promote", "--trigger", trig); code != 0 {
+		t.Fatalf("promote: %d %s", code, stderr)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	args := []string{"wait", "--archive", arch, "--pgdata", pgdata, "--trigger", trig, "000000010000000000000009", dest}
+	if code, stderr := walshipRun(t, args...); code != exitFailed || strings.Contains(stderr, "older than this server") {
+		t.Errorf("fresh trigger: exit %d, stderr %q; want 1 and no warning", code, stderr)
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	if err := os.Chtimes(trig, old, old); err != nil {
+		t.Fatal(err)
+	}
+	if code, stderr := walshipRun(t, args...); code != exitFailed || !strings.Contains(stderr, "older than this server's start") || !strings.Contains(stderr, "age=2h") {
+		t.Errorf("stale trigger: exit %d, stderr %q; want 1 and a warning with its age", code, stderr)
 	}
 }
