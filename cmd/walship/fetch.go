@@ -39,7 +39,8 @@ func fetchCommand(g *globals) *cli.Command {
 		Usage:     "restore a WAL file now, or say it is not archived (restore_command for point-in-time recovery and standby.signal standbys)",
 		ArgsUsage: "%f %p",
 		Description: `fetch is the restore_command that never waits: it verifies the archived
-file (zstd checksum, size, page header, system identifier) and writes it to
+file as wait does (zstd checksum, size, page header, system identifier, and
+for a raw segment its checksum file and every WAL record) and writes it to
 %p, or exits 1 at once when the archive does not hold it. walship restore
 writes it into postgresql.auto.conf:
    restore_command = 'walship fetch --archive /srv/walship/main %f %p'

@@ -43,8 +43,10 @@ func waitCommand(g *globals) *cli.Command {
 		ArgsUsage: "%f %p [%r]",
 		Description: `wait is the restore_command of a warm standby in pg_standby mode: it waits
 until the segment PostgreSQL asks for is in the archive, verifies it (zstd
-checksum, size, page header, system identifier) and writes it to %p. When a
-trigger file appears, it ends recovery and PostgreSQL promotes the standby.
+checksum, size, page header, system identifier; for a raw segment its
+checksum file and every WAL record, since a damaged record is the end of WAL
+to the server) and writes it to %p. When a trigger file appears, it ends
+recovery and PostgreSQL promotes the standby.
 
 In the standby's postgresql.conf (PostgreSQL 12 or later), with an empty
 recovery.signal file in the data directory (not standby.signal):
@@ -69,15 +71,19 @@ standby.signal standby with walship fetch instead.
 
 Failover: walship promote --trigger FILE (or write "smart" or "fast" into it).
    smart (or an empty file): restore every segment already archived, then end
-          recovery; nothing archived is lost.
+          recovery; nothing archived is lost. An empty file counts once it
+          has stayed empty for a second (echo fast > FILE is empty at first).
    fast: end recovery now; the file is then rewritten to "smart" so a segment
           PostgreSQL asks for again is still served.
    SIGUSR1 to walship wait, or --max-wait running out, is a fast failover.
+   Anything else in the file is ignored, with a warning.
 
 .history, .backup and other names are answered at once (PostgreSQL probes
 history files when it picks a new timeline). An archive that cannot be read
-is retried with backoff and logged, never reported as "not found", which
-would promote the standby. A corrupt or foreign segment stops recovery.
+(unreachable, a directory that does not exist or is empty) is retried with
+backoff and logged, never reported as "not found", which would promote the
+standby. A corrupt or foreign segment stops recovery, and so does a raw one
+that is short while later WAL is archived or a smart trigger is set.
 
 ` + exitHelp(roleRestore),
 		Flags: append([]cli.Flag{
