@@ -108,7 +108,7 @@ const prefetchLag = "recovery_prefetch is on: the server reads WAL ahead of repl
 
 // serverMajor returns the major version in pgdata's PG_VERSION ("15", "9.6").
 func serverMajor(pgdata string) (int, error) {
-	b, err := readConfFile(filepath.Join(pgdata, "PG_VERSION"), 64)
+	b, err := readRegularFile(filepath.Join(pgdata, "PG_VERSION"), 64)
 	if err != nil {
 		return 0, err
 	}
@@ -125,7 +125,7 @@ func serverMajor(pgdata string) (int, error) {
 // the marker file's first two lines: the pid and the start time (epoch
 // seconds) from postmaster.pid.
 func postmasterStart(pgdata string) (string, error) {
-	b, err := readConfFile(filepath.Join(pgdata, "postmaster.pid"), 4096)
+	b, err := readRegularFile(filepath.Join(pgdata, "postmaster.pid"), 4096)
 	if err != nil {
 		return "", err
 	}
@@ -317,7 +317,7 @@ func readServerConf(pgdata string) (*serverConf, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts, err := readConfFile(filepath.Join(dir, "postmaster.opts"), maxConfFileBytes)
+	opts, err := readRegularFile(filepath.Join(dir, "postmaster.opts"), maxConfFileBytes)
 	if err != nil {
 		return nil, err
 	}
@@ -361,7 +361,7 @@ func (c *serverConf) readFile(path, calling string, strict bool, depth int) erro
 	if c.files++; c.files > maxConfFiles {
 		return fmt.Errorf("%s: more than %d configuration files", path, maxConfFiles)
 	}
-	text, err := readConfFile(path, maxConfFileBytes)
+	text, err := readRegularFile(path, maxConfFileBytes)
 	if !strict && errors.Is(err, fs.ErrNotExist) {
 		return nil // include_if_exists: "skipping missing configuration file"
 	}
@@ -435,10 +435,10 @@ func confPath(path, calling string) string {
 	return filepath.Join(filepath.Dir(calling), path)
 }
 
-// readConfFile reads a regular file of at most limit bytes. It opens
+// readRegularFile reads a regular file of at most limit bytes. It opens
 // without blocking, so that a FIFO named by a configuration file cannot hang
 // the restore.
-func readConfFile(path string, limit int64) ([]byte, error) {
+func readRegularFile(path string, limit int64) ([]byte, error) {
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
 		return nil, err

@@ -121,8 +121,8 @@ func (s *fakeServer) write(name, content string) {
 	}
 }
 
-// start writes postmaster.pid as a postmaster of that pid, started then,
-// does.
+// start writes postmaster.pid as postmaster pid, started at the epoch
+// second started, writes it.
 func (s *fakeServer) start(pid, started int) {
 	s.write("postmaster.pid", strings.Join([]string{
 		strconv.Itoa(pid), s.dir, strconv.Itoa(started), "5432", "/var/run/postgresql", "*", "  5432001         0", "ready   ", ""}, "\n"))
