@@ -130,3 +130,13 @@ func TestRestoreDestinationMissing(t *testing.T) {
 		t.Errorf("fetch into a missing directory: %v, want ErrDestination", err)
 	}
 }
+
+// A history file naming its own or a later timeline as an ancestor is
+// refused: the server would fail on it at promotion.
+func TestRestoreRefusesInconsistentHistory(t *testing.T) {
+	e := newRealArchive(t)
+	e.put("00000003.history", []byte("1\t0/3000060\tx\n3\t0/4000060\tx\n"), archive.Zstd)
+	if err := e.waiter().Wait(context.Background(), "00000003.history", e.dest); !errors.Is(err, ErrBadWAL) {
+		t.Errorf("history naming its own timeline: %v, want ErrBadWAL", err)
+	}
+}

@@ -208,7 +208,7 @@ func restore(ctx context.Context, st archive.Storage, n wal.Name, dest string, e
 		return fmt.Errorf("%w: %s holds %d bytes, the segment size is %d", ErrBadWAL, name, got, want)
 	}
 	if n.Kind == wal.History {
-		if err := checkHistory(tmp); err != nil {
+		if err := checkHistory(tmp, n.TLI); err != nil {
 			return fmt.Errorf("%w: %s: %w", ErrBadWAL, name, err)
 		}
 	}
@@ -292,7 +292,10 @@ func readHeader(r io.Reader, n wal.Name, rawSize int64, exp Expect, copying bool
 	return header{LongHeader: h, raw: buf}, nil
 }
 
-func checkHistory(f *os.File) error {
+// checkHistory checks the history file of timeline tli as the server
+// reads it: it must parse and name only earlier timelines (the server
+// refuses a history that does not, FATAL, at the worst moment: promotion).
+func checkHistory(f *os.File, tli wal.TimeLine) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return err
 	}
@@ -300,8 +303,16 @@ func checkHistory(f *os.File) error {
 	if err != nil {
 		return err
 	}
-	_, err = wal.ParseHistory(b)
-	return err
+	entries, err := wal.ParseHistory(b)
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if e.TLI >= tli {
+			return fmt.Errorf("%w: it names timeline %d as an ancestor of timeline %d", wal.ErrInvalidHistory, e.TLI, tli)
+		}
+	}
+	return nil
 }
 
 // copyBuffer copies r to w, checking ctx between chunks. A reader that can
