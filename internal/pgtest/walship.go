@@ -1,14 +1,13 @@
 package pgtest
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -19,12 +18,16 @@ var (
 	walshipOnce sync.Once
 	walshipPath string
 	walshipErr  error
+	// walshipHold keeps open the pipe whose end tells the remover to remove
+	// the binary. It must stay referenced: a collected *os.File is closed.
+	walshipHold *os.File
 )
 
 // Walship builds ./cmd/walship of this module, once per test process, and
 // returns the path of the binary, which the cluster's user can run (as
-// archive_command or restore_command). A failed build fails the test with the
-// compiler's output.
+// archive_command or restore_command). The binary lives in a directory of
+// this process, removed when the process exits. A failed build fails the
+// test with the compiler's output.
 func Walship(t testing.TB) string {
 	t.Helper()
 	u := pgUser(t)
@@ -35,10 +38,17 @@ func Walship(t testing.TB) string {
 	return walshipPath
 }
 
-// buildWalship builds into a directory named after the module root, so that
-// test runs replace one binary instead of leaving one each behind. Each
-// process builds under a name of its own and renames, so processes running
-// in parallel never see a half-written binary.
+// walshipDirPrefix starts the name of each process's directory, followed by
+// its pid, a dash and a random suffix.
+const walshipDirPrefix = "walship-pgtest-"
+
+// buildWalship builds into a new directory of this process. Go tests have no
+// hook that runs when the test binary ends, and the binary must outlive every
+// test that uses it (a server still running archive_command after a test's
+// cleanups), so a remover process removes the directory once this process
+// has exited, however it exits. A directory per process means that test
+// processes running in parallel (go test ./...) never remove or replace each
+// other's binary.
 func buildWalship(u runAs) (string, error) {
 	wd, err := os.Getwd()
 	if err != nil {
@@ -51,53 +61,91 @@ func buildWalship(u runAs) (string, error) {
 	if err := noteSources(root); err != nil {
 		return "", err
 	}
-	sum := sha256.Sum256([]byte(root))
-	dir := filepath.Join(reachableTempDir(u), "walship-pgtest-"+hex.EncodeToString(sum[:6]))
-	if err := ownDir(dir); err != nil {
-		return "", err
-	}
 	goTool, err := exec.LookPath("go")
 	if err != nil {
 		return "", fmt.Errorf("build walship: %w", err)
 	}
-	tmp := filepath.Join(dir, fmt.Sprintf("walship.%d.tmp", os.Getpid()))
-	cmd := exec.Command(goTool, "build", "-o", tmp, "./cmd/walship")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		os.Remove(tmp)
-		return "", fmt.Errorf("go build ./cmd/walship: %v\n%s", err, out)
-	}
-	bin := filepath.Join(dir, "walship")
-	if err := os.Chmod(tmp, 0o755); err != nil {
+	parent := reachableTempDir(u)
+	removeStale(parent)
+	dir, err := os.MkdirTemp(parent, fmt.Sprintf("%s%d-", walshipDirPrefix, os.Getpid()))
+	if err != nil {
 		return "", err
 	}
-	if err := os.Rename(tmp, bin); err != nil {
+	// MkdirTemp makes it 0700; the PostgreSQL user must reach the binary.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		os.RemoveAll(dir)
+		return "", err
+	}
+	hold, err := removeOnExit(dir)
+	if err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("build walship: %w", err)
+	}
+	walshipHold = hold
+	bin := filepath.Join(dir, "walship")
+	cmd := exec.Command(goTool, "build", "-o", bin, "./cmd/walship")
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/walship: %v\n%s", err, out)
+	}
+	// go build obeys the umask.
+	if err := os.Chmod(bin, 0o755); err != nil {
 		return "", err
 	}
 	return bin, nil
 }
 
-// ownDir makes dir, readable and searchable by everyone, or checks that the
-// existing one is a directory of ours that no one else can write: its name is
-// predictable, and the binary in it runs as the test's user.
-func ownDir(dir string) error {
-	if err := os.Mkdir(dir, 0o755); err == nil {
-		// Mkdir obeys the umask; the PostgreSQL user must reach the binary.
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return err
-		}
-	} else if !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	fi, err := os.Lstat(dir)
+// removeOnExit starts a process that removes dir when the returned file is
+// closed. The kernel closes it when this process exits, also on SIGKILL or a
+// go test timeout; until then, nothing else holds it (os.Pipe's descriptors
+// are close-on-exec), so no server or walship started by a test delays the
+// removal.
+func removeOnExit(dir string) (*os.File, error) {
+	r, w, err := os.Pipe()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 {
-		return fmt.Errorf("%s is not a directory owned by uid %d and writable only by it: remove it", dir, os.Geteuid())
+	defer r.Close()
+	cmd := exec.Command("/bin/sh", "-c", `read -r _; exec rm -rf -- "$1"`, "sh", dir)
+	cmd.Stdin = r
+	cmd.Dir = "/"
+	// Its own process group, so that a Ctrl-C on the test run, which kills
+	// the test process, leaves the remover to do its work.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start the remover of %s: %w", dir, err)
 	}
-	return nil
+	cmd.Process.Release()
+	return w, nil
+}
+
+// removeStale removes the directories left by test processes that ended
+// without their remover (killed along with it, or the machine stopped). The
+// directory of a live process, and any directory not ours, is left alone.
+func removeStale(parent string) {
+	matches, _ := filepath.Glob(filepath.Join(parent, walshipDirPrefix+"*-*"))
+	for _, dir := range matches {
+		pidText, _, _ := strings.Cut(strings.TrimPrefix(filepath.Base(dir), walshipDirPrefix), "-")
+		pid, err := strconv.Atoi(pidText)
+		if err != nil || pid <= 0 || processAlive(pid) {
+			continue
+		}
+		fi, err := os.Lstat(dir)
+		if err != nil || !fi.IsDir() {
+			continue
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); !ok || int(st.Uid) != os.Geteuid() {
+			continue
+		}
+		os.RemoveAll(dir)
+	}
+}
+
+// processAlive reports whether pid names a process, ours or another user's.
+func processAlive(pid int) bool {
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
 }
 
 // moduleRoot returns the nearest directory at or above dir that holds go.mod.
