@@ -1,10 +1,13 @@
 // Package wal knows the few facts about PostgreSQL's write-ahead log that an
 // archive needs: file names, log sequence numbers, segment arithmetic,
-// timeline history files and the long page header that opens every segment.
+// timeline history and backup history files, the long page header that
+// opens every segment, and, in SegmentVerifier, the page and record headers
+// and CRCs of a whole segment.
 //
-// It reads no WAL records. What it checks is enough to refuse the mistakes
-// that lose a standby: a segment of another database system, a segment
-// stored under the wrong name, a file that is not WAL at all.
+// What it checks is enough to refuse the mistakes that lose a standby: a
+// segment of another database system, a segment stored under the wrong
+// name, a file that is not WAL at all, and a segment damaged in a way the
+// server would read as the end of WAL. It does not decode what records mean.
 //
 // The rules follow PostgreSQL's xlog_internal.h and timeline.c; where this
 // package is stricter than PostgreSQL (upper-case names only, LSN parts of at
