@@ -2,6 +2,7 @@ package archive
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -16,6 +17,9 @@ import (
 // An error from open never matches fs.ErrNotExist, even when it came from a
 // missing directory: a missing archive is not a missing file, and a
 // restore_command that said "not found" would end recovery.
+//
+// The Storage is a Watcher and a TempFiles whatever the backend will be;
+// their calls fail when it turns out not to be one.
 func Lazy(name string, open func(ctx context.Context) (Storage, error)) Storage {
 	return &lazy{name: name, open: open}
 }
@@ -94,6 +98,38 @@ func (l *lazy) Watch(ctx context.Context, dir string) (<-chan struct{}, error) {
 		return nil, fmt.Errorf("archive %s cannot be watched", l.name)
 	}
 	return w.Watch(ctx, dir)
+}
+
+// ListTemp lists through the backend once it is open; see TempFiles. A
+// backend without temporary files to list is an error matching
+// errors.ErrUnsupported.
+func (l *lazy) ListTemp(ctx context.Context, dir string) ([]TempFile, error) {
+	tf, err := l.temp(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return tf.ListTemp(ctx, dir)
+}
+
+// RemoveTemp removes through the backend once it is open; see ListTemp.
+func (l *lazy) RemoveTemp(ctx context.Context, dir, name string) error {
+	tf, err := l.temp(ctx)
+	if err != nil {
+		return err
+	}
+	return tf.RemoveTemp(ctx, dir, name)
+}
+
+func (l *lazy) temp(ctx context.Context) (TempFiles, error) {
+	st, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tf, ok := st.(TempFiles)
+	if !ok {
+		return nil, fmt.Errorf("archive %s cannot list its temporary files: %w", l.name, errors.ErrUnsupported)
+	}
+	return tf, nil
 }
 
 func (l *lazy) String() string { return l.name }

@@ -54,7 +54,8 @@ type RetryPolicy struct {
 // Readers returned by Open are not retried: a read that fails half-way
 // fails.
 //
-// The Storage is an archive.Watcher when st is one.
+// The Storage is a Watcher, a Moder and a TempFiles when st is one; ListTemp
+// and RemoveTemp are retried as List and Remove are.
 func Retry(st Storage, p RetryPolicy) Storage {
 	r := &retry{st: st, p: p}
 	if r.p.Attempts <= 0 {
@@ -72,10 +73,64 @@ func Retry(st Storage, p RetryPolicy) Storage {
 	if r.p.After == nil {
 		r.p.After = time.After
 	}
+	var w Watcher
 	if _, ok := st.(Watcher); ok {
-		return &retryWatcher{r}
+		w = retryWatcher{r}
 	}
-	return r
+	m, _ := st.(Moder)
+	var tf TempFiles
+	if _, ok := st.(TempFiles); ok {
+		tf = retryTemp{r}
+	}
+	return extend(r, w, m, tf)
+}
+
+// extend returns st with the optional interfaces among w, m and tf that
+// are not nil: a type assertion on the result finds exactly those.
+func extend(st Storage, w Watcher, m Moder, tf TempFiles) Storage {
+	switch {
+	case w != nil && m != nil && tf != nil:
+		return struct {
+			Storage
+			Watcher
+			Moder
+			TempFiles
+		}{st, w, m, tf}
+	case m != nil && tf != nil:
+		return struct {
+			Storage
+			Moder
+			TempFiles
+		}{st, m, tf}
+	case w != nil && tf != nil:
+		return struct {
+			Storage
+			Watcher
+			TempFiles
+		}{st, w, tf}
+	case w != nil && m != nil:
+		return struct {
+			Storage
+			Watcher
+			Moder
+		}{st, w, m}
+	case w != nil:
+		return struct {
+			Storage
+			Watcher
+		}{st, w}
+	case m != nil:
+		return struct {
+			Storage
+			Moder
+		}{st, m}
+	case tf != nil:
+		return struct {
+			Storage
+			TempFiles
+		}{st, tf}
+	}
+	return st
 }
 
 type retry struct {
@@ -162,12 +217,24 @@ func (r *retry) Remove(ctx context.Context, name string) error {
 func (r *retry) String() string { return r.st.String() }
 func (r *retry) Close() error   { return r.st.Close() }
 
-// retryWatcher is a retry around a Watcher; Watch is not retried, since a
-// caller that cannot watch polls.
-type retryWatcher struct{ *retry }
+// retryWatcher is the Watcher of a retry around one; Watch is not retried,
+// since a caller that cannot watch polls.
+type retryWatcher struct{ r *retry }
 
-func (r *retryWatcher) Watch(ctx context.Context, dir string) (<-chan struct{}, error) {
-	return r.st.(Watcher).Watch(ctx, dir)
+func (w retryWatcher) Watch(ctx context.Context, dir string) (<-chan struct{}, error) {
+	return w.r.st.(Watcher).Watch(ctx, dir)
+}
+
+// retryTemp is the TempFiles of a retry around one.
+type retryTemp struct{ r *retry }
+
+func (t retryTemp) ListTemp(ctx context.Context, dir string) (fis []TempFile, err error) {
+	err = t.r.do(ctx, "list", dir, func() error { fis, err = t.r.st.(TempFiles).ListTemp(ctx, dir); return err }, nil)
+	return fis, err
+}
+
+func (t retryTemp) RemoveTemp(ctx context.Context, dir, name string) error {
+	return t.r.do(ctx, "remove", dir+"/"+name, func() error { return t.r.st.(TempFiles).RemoveTemp(ctx, dir, name) }, nil)
 }
 
 // CountingReader counts the bytes read through it: Retry, to know whether

@@ -68,6 +68,66 @@ type FileInfo struct {
 	Name    string    // base name, without the directory
 	Size    int64     // bytes as stored (compressed size for compressed files)
 	ModTime time.Time // last modification, as the backend reports it
+	// Mode holds the file's permission bits where the backend reports them
+	// (every Moder does), and is zero otherwise.
+	Mode fs.FileMode
+}
+
+// Moder is implemented by backends that give what they create permission
+// bits of their own choosing, whatever the umask of the process (or of the
+// server) says, and report them in FileInfo.Mode.
+type Moder interface {
+	// FileMode returns the permission bits that Put gives every file it
+	// stores; a directory it creates gets DirMode(FileMode()), and keeps
+	// the setgid bit it inherits from its parent. Directories that exist
+	// already, the root among them, keep their modes.
+	FileMode() fs.FileMode
+}
+
+// TempFiles is implemented by backends whose temporary files can be found
+// and removed. A Put writes its data under a temporary name that List never
+// shows (TempName), and gives it its final name at the end; a process
+// killed in between leaves that file behind, hidden, for good. Nothing reads
+// such a file, but it takes space: cleanup and expire remove the old ones.
+//
+// A temporary file whose Put is still running is listed too, and removing
+// it makes that Put fail: callers tell the two apart by age, as a running
+// Put keeps writing to its file.
+type TempFiles interface {
+	// ListTemp returns the temporary files in dir ("" is the root) and in
+	// every directory below it, sorted by directory and then by name. Only
+	// regular files whose name IsTempName accepts are listed; directories
+	// whose name starts with "." (a file server's .snapshot), symbolic
+	// links, and directories below dir that walship may not read (a file
+	// system's lost+found) are not entered. A missing dir is an empty
+	// list, not an error.
+	// Wrappers whose backend turns out to have no temporary files to list
+	// return an error matching errors.ErrUnsupported.
+	ListTemp(ctx context.Context, dir string) ([]TempFile, error)
+
+	// RemoveTemp deletes the temporary file name (a base name, as ListTemp
+	// reports it) in the directory dir. A name that IsTempName rejects, or
+	// a dir that ValidName rejects, returns ErrInvalidName before the
+	// backend is touched; a missing file returns an error matching
+	// fs.ErrNotExist. Unlike Remove, it need not flush the directory: a
+	// temporary file that comes back after a crash is removed again.
+	RemoveTemp(ctx context.Context, dir, name string) error
+}
+
+// TempFile is one temporary file, as TempFiles.ListTemp reports it.
+type TempFile struct {
+	// Dir is the archive name of its directory, "" for the root.
+	Dir string
+	// FileInfo describes it; its Name is the hidden name as stored.
+	FileInfo
+}
+
+// Path returns where f is, relative to the archive root, for messages.
+func (f TempFile) Path() string {
+	if f.Dir == "" {
+		return f.Name
+	}
+	return f.Dir + "/" + f.Name
 }
 
 // Watcher is implemented by backends that can report new files without
@@ -138,7 +198,7 @@ func RegularFiles(entries []fs.DirEntry, stat func(name string) (fs.FileInfo, er
 			return nil, err
 		}
 		if fi.Mode().IsRegular() {
-			files = append(files, FileInfo{Name: e.Name(), Size: fi.Size(), ModTime: fi.ModTime()})
+			files = append(files, FileInfo{Name: e.Name(), Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode().Perm()})
 		}
 	}
 	slices.SortFunc(files, func(a, b FileInfo) int { return strings.Compare(a.Name, b.Name) })

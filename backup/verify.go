@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"time"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/wal"
@@ -17,6 +18,10 @@ type Report struct {
 	BackupFiles int       `json:"backup_files"` // files in the backups' manifests
 	Bytes       int64     `json:"bytes"`        // decompressed bytes read
 	Problems    []Problem `json:"problems"`
+	// TempFiles sums up the temporary files of writes in progress or
+	// killed, which are no problem: nothing reads them, and cleanup and
+	// expire remove the old ones. Nil when the backend cannot list them.
+	TempFiles *TempSummary `json:"temp_files,omitempty"`
 }
 
 // Problem is one thing wrong with the archive.
@@ -31,8 +36,8 @@ type Problem struct {
 // archive's cluster; a history file must parse; every file of a backup must
 // match its manifest. It also checks that the WAL chain from each backup's
 // start to the newest segment of its newest descendant timeline has no gap.
-// Problems go into the report; the error is for an archive that cannot be
-// listed at all.
+// Problems go into the report, and so does a summary of the temporary
+// files; the error is for an archive that cannot be listed at all.
 func Verify(ctx context.Context, st archive.Storage, prog Progress) (*Catalog, Report, error) {
 	var r Report
 	c, err := ReadCatalog(ctx, st)
@@ -73,6 +78,9 @@ func Verify(ctx context.Context, st archive.Storage, prog Progress) (*Catalog, R
 				Problem: fmt.Sprintf("missing: backup %s cannot recover past it (%d segments missing, up to %s)",
 					m.ID, len(missing), missing[len(missing)-1])})
 		}
+	}
+	if r.TempFiles, err = ReadTemp(ctx, st, time.Now()); err != nil {
+		return nil, r, err
 	}
 	return c, r, nil
 }

@@ -13,6 +13,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,7 +24,8 @@ import (
 // Run checks a backend against the archive.Storage contract. newStorage
 // returns an empty archive for each subtest, and arranges its Close and
 // removal with t.Cleanup. If the Storage is also an archive.Watcher, Watch is
-// tested too.
+// tested too; if it is an archive.Moder, the modes of the files Put stores;
+// if it is an archive.TempFiles, ListTemp and RemoveTemp.
 func Run(t *testing.T, newStorage func(t *testing.T) archive.Storage) {
 	tests := []struct {
 		name string
@@ -44,6 +46,8 @@ func Run(t *testing.T, newStorage func(t *testing.T) archive.Storage) {
 		{"InvalidNames", testInvalidNames},
 		{"Stat", testStat},
 		{"Watch", testWatch},
+		{"FileMode", testFileMode},
+		{"TempFiles", testTempFiles},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStorage(t)) })
@@ -374,7 +378,7 @@ func testStat(t *testing.T, s archive.Storage) {
 	if err != nil || len(list) != 1 {
 		t.Fatalf("List(%q): got %v, %v; want one file", "wal", list, err)
 	}
-	if list[0].Name != fi.Name || list[0].Size != fi.Size || !list[0].ModTime.Equal(fi.ModTime) {
+	if list[0].Name != fi.Name || list[0].Size != fi.Size || !list[0].ModTime.Equal(fi.ModTime) || list[0].Mode != fi.Mode {
 		t.Errorf("List(%q)[0]: got %+v, want what Stat says, %+v", "wal", list[0], fi)
 	}
 }
@@ -415,6 +419,153 @@ func testWatch(t *testing.T, s archive.Storage) {
 			t.Fatalf("Watch channel still open 2s after ctx was cancelled, want it closed")
 		}
 	}
+}
+
+// RunFileModes checks that a backend stores files with the mode it is
+// configured with, for every mode walship allows but the default:
+// newStorage returns an empty archive that is an archive.Moder and gives
+// files mode. Run checks the default.
+func RunFileModes(t *testing.T, newStorage func(t *testing.T, mode fs.FileMode) archive.Storage) {
+	for _, mode := range []fs.FileMode{0o600, 0o644, 0o604} {
+		t.Run(fmt.Sprintf("%04o", uint32(mode)), func(t *testing.T) {
+			s := newStorage(t, mode)
+			m, ok := s.(archive.Moder)
+			if !ok {
+				t.Fatalf("%T is not an archive.Moder", s)
+			}
+			if got := m.FileMode(); got != mode {
+				t.Fatalf("FileMode(): got %04o, want %04o", uint32(got), uint32(mode))
+			}
+			testFileMode(t, s)
+		})
+	}
+}
+
+// testFileMode checks that every file Put stores, in existing and in new
+// directories, has the backend's mode, as Stat and List report it.
+func testFileMode(t *testing.T, s archive.Storage) {
+	m, ok := s.(archive.Moder)
+	if !ok {
+		t.Skipf("%T is not an archive.Moder", s)
+	}
+	want := m.FileMode()
+	if err := archive.CheckFileMode(want); err != nil {
+		t.Fatalf("FileMode(): %v", err)
+	}
+	names := []string{"top", "wal/seg", "wal/seg.tail/00000000-00001000", "backups/20261122T000000Z/base.tar.zst"}
+	for _, name := range names {
+		mustPut(t, s, name, []byte(name))
+		fi, err := s.Stat(t.Context(), name)
+		if err != nil {
+			t.Fatalf("Stat(%q): got %v, want nil", name, err)
+		}
+		if fi.Mode != want {
+			t.Errorf("Stat(%q).Mode: got %04o, want the backend's FileMode %04o", name, uint32(fi.Mode), uint32(want))
+		}
+	}
+	list, err := s.List(t.Context(), "wal")
+	if err != nil || len(list) != 1 {
+		t.Fatalf("List(%q): got %v, %v; want one file", "wal", list, err)
+	}
+	if list[0].Mode != want {
+		t.Errorf("List(%q)[0].Mode: got %04o, want %04o", "wal", uint32(list[0].Mode), uint32(want))
+	}
+}
+
+// testTempFiles checks that ListTemp shows the temporary file of a Put in
+// progress, and only that, and that RemoveTemp removes it and refuses
+// every other name.
+func testTempFiles(t *testing.T, s archive.Storage) {
+	tf, ok := s.(archive.TempFiles)
+	if !ok {
+		t.Skipf("%T is not an archive.TempFiles", s)
+	}
+	ctx := t.Context()
+	mustPut(t, s, "wal/other", []byte("x"))
+	mustPut(t, s, "top", []byte("t"))
+	checkTemp(t, tf, "")
+
+	r := &stallingReader{data: randomBytes(5, 64<<10), stalled: make(chan struct{}), release: make(chan error)}
+	done := make(chan error, 1)
+	go func() { done <- s.Put(ctx, "wal/seg", r) }()
+	select {
+	case <-r.stalled:
+	case err := <-done:
+		t.Fatalf("Put returned %v before reading all its input", err)
+	}
+	temps := checkTemp(t, tf, "", "wal/.seg.tmp.")
+	checkTemp(t, tf, "wal", "wal/.seg.tmp.")
+	checkTemp(t, tf, "backups")
+	checkTemp(t, tf, "no/such/dir")
+	checkList(t, s, "wal", "other")
+	tmp := temps[0]
+	if !archive.IsTempName(tmp.Name) {
+		t.Errorf("ListTemp: %q is not a name IsTempName accepts", tmp.Name)
+	}
+	if time.Since(tmp.ModTime) > 5*time.Minute || tmp.ModTime.After(time.Now().Add(5*time.Minute)) {
+		t.Errorf("ListTemp: %s modified at %v, want about now", tmp.Path(), tmp.ModTime)
+	}
+
+	for _, bad := range [][2]string{
+		{"wal", "other"}, {"", "top"}, {"wal", ".other"}, {"wal", ".seg.tmp.ZZ"}, {"wal", "x/" + tmp.Name},
+		{"../wal", tmp.Name}, {"/wal", tmp.Name}, {".wal", tmp.Name}, {"wal/", tmp.Name}, {"wal", ""},
+	} {
+		if err := tf.RemoveTemp(ctx, bad[0], bad[1]); !errors.Is(err, archive.ErrInvalidName) {
+			t.Errorf("RemoveTemp(%q, %q): got %v, want archive.ErrInvalidName", bad[0], bad[1], err)
+		}
+	}
+	for _, bad := range []string{"../x", ".hidden", "/abs", "a//b"} {
+		if _, err := tf.ListTemp(ctx, bad); !errors.Is(err, archive.ErrInvalidName) {
+			t.Errorf("ListTemp(%q): got %v, want archive.ErrInvalidName", bad, err)
+		}
+	}
+	checkContent(t, s, "wal/other", []byte("x"))
+	checkContent(t, s, "top", []byte("t"))
+	missing := ".seg.tmp.0123456789abcdef"
+	if err := tf.RemoveTemp(ctx, "wal", missing); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("RemoveTemp(%q, %q) of a missing file: got %v, want an error matching fs.ErrNotExist", "wal", missing, err)
+	}
+
+	// Removing the file of a Put in progress makes that Put fail, and
+	// nothing else.
+	if err := tf.RemoveTemp(ctx, tmp.Dir, tmp.Name); err != nil {
+		t.Fatalf("RemoveTemp(%q, %q): got %v, want nil", tmp.Dir, tmp.Name, err)
+	}
+	checkTemp(t, tf, "")
+	if err := tf.RemoveTemp(ctx, tmp.Dir, tmp.Name); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("second RemoveTemp(%q, %q): got %v, want an error matching fs.ErrNotExist", tmp.Dir, tmp.Name, err)
+	}
+	r.release <- errReader
+	if err := <-done; !errors.Is(err, errReader) {
+		t.Errorf("Put from a failing reader: got %v, want an error wrapping the reader's", err)
+	}
+	checkMissing(t, s, "wal/seg")
+	checkTemp(t, tf, "")
+	mustPut(t, s, "wal/seg", []byte("again"))
+	checkContent(t, s, "wal/seg", []byte("again"))
+	checkTemp(t, tf, "")
+}
+
+// checkTemp checks the paths ListTemp(dir) returns, in order: each is a
+// prefix of one path, as the random part cannot be known.
+func checkTemp(t *testing.T, tf archive.TempFiles, dir string, prefixes ...string) []archive.TempFile {
+	t.Helper()
+	got, err := tf.ListTemp(t.Context(), dir)
+	if err != nil {
+		t.Fatalf("ListTemp(%q): got %v, want nil", dir, err)
+	}
+	ok := len(got) == len(prefixes)
+	var paths []string
+	for i, f := range got {
+		paths = append(paths, f.Path())
+		if ok && !strings.HasPrefix(f.Path(), prefixes[i]) {
+			ok = false
+		}
+	}
+	if !ok {
+		t.Errorf("ListTemp(%q): got %q, want paths starting with %q", dir, paths, prefixes)
+	}
+	return got
 }
 
 func drain(ch <-chan struct{}) {

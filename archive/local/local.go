@@ -8,18 +8,21 @@
 // Both fail rather than replace a file that exists, which is how two walship
 // processes pushing the same segment can never overwrite each other.
 //
+// Put gives every file the mode of Config.FileMode (0640 by default) with
+// fchmod(2) before its data is written, and every directory it creates
+// archive.DirMode of it (0750) with chmod(2), keeping a setgid bit it
+// inherited: PostgreSQL runs archive_command under umask 077, which would
+// leave the archive readable by its owner only. Directories that exist
+// already, the root among them, keep their mode.
+//
 // A process killed during a Put leaves its temporary file behind. It stays
 // hidden: List never shows names starting with ".", and the random suffix
-// keeps it from colliding with later Puts. Operators may delete old ones, for
-// example with
-//
-//	find /srv/walship -name '.*.tmp.*' -mmin +60 -delete
+// keeps it from colliding with later Puts. ListTemp finds such files and
+// RemoveTemp removes them (walship cleanup and expire remove the old ones).
 package local
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -36,9 +39,23 @@ import (
 	"github.com/walship/walship/archive"
 )
 
+// Config says where a local archive is and how to write into it.
+type Config struct {
+	// Root is the archive's directory. It must exist: walship does not
+	// create it, because a typo in archive_command would otherwise
+	// silently start a new, empty archive.
+	Root string
+	// FileMode is the permission bits of the files Put stores; the
+	// directories it creates get archive.DirMode of it. Zero means
+	// archive.DefaultFileMode; archive.CheckFileMode says which are valid.
+	FileMode fs.FileMode
+}
+
 // Storage is an archive in a local directory.
 type Storage struct {
-	root string
+	root     string
+	fileMode fs.FileMode
+	dirMode  fs.FileMode
 
 	// renameNoReplace gives a file its final name without replacing one
 	// that exists. Tests swap it to exercise the link(2) fallback.
@@ -56,15 +73,26 @@ type Storage struct {
 }
 
 var (
-	_ archive.Storage = (*Storage)(nil)
-	_ archive.Watcher = (*Storage)(nil)
+	_ archive.Storage   = (*Storage)(nil)
+	_ archive.Watcher   = (*Storage)(nil)
+	_ archive.Moder     = (*Storage)(nil)
+	_ archive.TempFiles = (*Storage)(nil)
 )
 
-// New returns the archive in the directory root, which must exist: walship
-// does not create it, because a typo in archive_command would otherwise
-// silently start a new, empty archive.
-func New(root string) (*Storage, error) {
-	root = filepath.Clean(root)
+// New returns the archive in the directory root, which must exist, with
+// the default Config.
+func New(root string) (*Storage, error) { return Open(Config{Root: root}) }
+
+// Open returns the archive that cfg describes.
+func Open(cfg Config) (*Storage, error) {
+	mode := cfg.FileMode
+	if mode == 0 {
+		mode = archive.DefaultFileMode
+	}
+	if err := archive.CheckFileMode(mode); err != nil {
+		return nil, err
+	}
+	root := filepath.Clean(cfg.Root)
 	fi, err := os.Stat(root)
 	switch {
 	case errors.Is(err, fs.ErrNotExist):
@@ -74,7 +102,7 @@ func New(root string) (*Storage, error) {
 	case !fi.IsDir():
 		return nil, fmt.Errorf("archive %s is not a directory", root)
 	}
-	s := &Storage{root: root, renameNoReplace: renameat2NoReplace}
+	s := &Storage{root: root, fileMode: mode, dirMode: archive.DirMode(mode), renameNoReplace: renameat2NoReplace}
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok && os.Geteuid() == 0 && st.Uid != 0 {
 		s.owner = &[2]int{int(st.Uid), int(st.Gid)}
 	}
@@ -92,6 +120,10 @@ func (s *Storage) own(path string) error {
 
 // String returns the archive's root directory.
 func (s *Storage) String() string { return s.root }
+
+// FileMode returns the permission bits of the files Put stores; see
+// archive.Moder.
+func (s *Storage) FileMode() fs.FileMode { return s.fileMode }
 
 // path returns the local path of an archive name that ValidName accepted.
 func (s *Storage) path(name string) string {
@@ -122,8 +154,8 @@ func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error)
 		return err
 	}
 
-	tmp := filepath.Join(dir, "."+filepath.Base(final)+".tmp."+randomHex())
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	tmp := filepath.Join(dir, archive.TempName(filepath.Base(final)))
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, s.fileMode)
 	if err != nil {
 		return err
 	}
@@ -135,6 +167,10 @@ func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error)
 		}
 	}()
 	if err := s.own(tmp); err != nil {
+		return err
+	}
+	// The umask took bits away at creation; the mode is meant as it is.
+	if err := f.Chmod(s.fileMode); err != nil {
 		return err
 	}
 	if err := copyCtx(ctx, f, r); err != nil {
@@ -223,7 +259,7 @@ func (s *Storage) mkdirAll(dir string) error {
 	for _, elem := range strings.Split(rel, string(filepath.Separator)) {
 		parent := p
 		p = filepath.Join(p, elem)
-		err := os.Mkdir(p, 0o750)
+		err := os.Mkdir(p, s.dirMode)
 		switch {
 		case errors.Is(err, fs.ErrExist):
 			if fi, err := os.Stat(p); err != nil {
@@ -239,6 +275,9 @@ func (s *Storage) mkdirAll(dir string) error {
 			if err := s.own(p); err != nil {
 				return err
 			}
+			if err := chmodDir(p, s.dirMode); err != nil {
+				return err
+			}
 		}
 		// Also after EEXIST: a concurrent Put may have created p and not
 		// yet fsynced its parent.
@@ -247,6 +286,17 @@ func (s *Storage) mkdirAll(dir string) error {
 		}
 	}
 	return nil
+}
+
+// chmodDir gives the new directory p mode, keeping the setgid bit it
+// inherited from its parent: in an archive made group-owned with chmod
+// g+s, files keep getting that group.
+func chmodDir(p string, mode fs.FileMode) error {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return err
+	}
+	return os.Chmod(p, mode|fi.Mode()&fs.ModeSetgid)
 }
 
 // checkRoot explains a root that disappeared after New, instead of letting
@@ -284,12 +334,6 @@ func sameFile(a, b string) bool {
 
 func renameat2NoReplace(oldpath, newpath string) error {
 	return unix.Renameat2(unix.AT_FDCWD, oldpath, unix.AT_FDCWD, newpath, unix.RENAME_NOREPLACE)
-}
-
-func randomHex() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }
 
 // explain adds what to do to the errors an operator can fix, keeping the
@@ -335,7 +379,7 @@ func (s *Storage) Stat(ctx context.Context, name string) (archive.FileInfo, erro
 	if err != nil {
 		return archive.FileInfo{}, err
 	}
-	return archive.FileInfo{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return archive.FileInfo{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode().Perm()}, nil
 }
 
 // List returns the regular files directly inside dir; see archive.Storage.
@@ -376,6 +420,25 @@ func (s *Storage) Remove(ctx context.Context, name string) error {
 		return err
 	}
 	return syncDir(filepath.Dir(p))
+}
+
+// ListTemp returns the temporary files in dir and below; see
+// archive.TempFiles.
+func (s *Storage) ListTemp(ctx context.Context, dir string) ([]archive.TempFile, error) {
+	return archive.CollectTemp(ctx, dir, func(dir string) ([]fs.DirEntry, error) {
+		return os.ReadDir(s.path(dir))
+	})
+}
+
+// RemoveTemp deletes the temporary file name in dir; see archive.TempFiles.
+func (s *Storage) RemoveTemp(ctx context.Context, dir, name string) error {
+	if err := archive.CheckTempName(dir, name); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return os.Remove(filepath.Join(s.path(dir), name))
 }
 
 // networkFS names the file systems whose changes by other hosts inotify does

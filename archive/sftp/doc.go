@@ -23,7 +23,8 @@
 // # Writes
 //
 // Put writes a hidden temporary file (".<name>.tmp.<random hex>") in the
-// file's own directory, flushes it with fsync@openssh.com when the server
+// file's own directory, sets its mode (SETSTAT, before any data: the
+// server's umask applied when it was created), flushes it with fsync@openssh.com when the server
 // offers that extension (OpenSSH does), closes it, and gives it its final
 // name with the plain SFTP rename. OpenSSH's sftp-server implements that
 // rename with link(2) and unlink(2), so it fails instead of replacing a file
@@ -37,11 +38,15 @@
 // operating system crashes may be lost on file systems that do not order
 // metadata writes (ext4 and XFS do order them with their journal).
 //
+// Files get Config.FileMode (0640 by default) and the directories Put
+// creates archive.DirMode of it (0750), whatever the umask of the server's
+// sftp-server. A server that answers that it cannot set modes at all keeps
+// its own, with a warning logged once; any other refusal fails the Put.
+//
 // A Put whose connection breaks leaves its temporary file behind, hidden;
 // the same Storage removes it once it is connected again. A process that
-// dies leaves it for good; operators may delete old ones, for example with
-//
-//	find /srv/walship -name '.*.tmp.*' -mmin +60 -delete
+// dies leaves it for good; ListTemp finds such files and RemoveTemp removes
+// them (walship cleanup and expire remove the old ones).
 //
 // Watch is not supported: waiting callers poll.
 package sftp

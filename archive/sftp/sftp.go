@@ -2,8 +2,6 @@ package sftp
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -67,6 +66,13 @@ type Config struct {
 	// ssh-keygen -l prints it ("SHA256:" and 43 base64 characters).
 	HostKeyFingerprint string
 
+	// FileMode is the permission bits of the files Put stores; the
+	// directories it creates get archive.DirMode of it. Zero means
+	// archive.DefaultFileMode; archive.CheckFileMode says which are valid.
+	// The server's umask applies when a file is created, so Put sets the
+	// mode explicitly afterwards.
+	FileMode fs.FileMode
+
 	// DialTimeout bounds connecting and logging in; IOTimeout bounds each
 	// wait for an answer of the server. Zero means the defaults.
 	DialTimeout time.Duration
@@ -85,13 +91,20 @@ type Storage struct {
 	// dialing holds one token: one caller dials while others wait.
 	dialing chan struct{}
 
+	// noChmod is set once the server said it cannot set modes.
+	noChmod atomic.Bool
+
 	mu      sync.Mutex
 	c       *conn    // nil before the first dial; dead once broken
 	orphans []string // temporary files a broken connection left behind
 	closed  bool
 }
 
-var _ archive.Storage = (*Storage)(nil)
+var (
+	_ archive.Storage   = (*Storage)(nil)
+	_ archive.Moder     = (*Storage)(nil)
+	_ archive.TempFiles = (*Storage)(nil)
+)
 
 // New returns a Storage for the archive cfg describes, without connecting:
 // the first call connects. It fails only on a malformed Config.
@@ -116,6 +129,12 @@ func New(cfg Config) (*Storage, error) {
 	}
 	if cfg.HostKeyPolicy != Strict && cfg.HostKeyPolicy != AcceptNew {
 		return nil, fmt.Errorf("sftp: unknown host key policy %d", cfg.HostKeyPolicy)
+	}
+	if cfg.FileMode == 0 {
+		cfg.FileMode = archive.DefaultFileMode
+	}
+	if err := archive.CheckFileMode(cfg.FileMode); err != nil {
+		return nil, fmt.Errorf("sftp: %w", err)
 	}
 	if cfg.DialTimeout <= 0 {
 		cfg.DialTimeout = DefaultDialTimeout
@@ -157,6 +176,10 @@ func Dial(ctx context.Context, cfg Config) (*Storage, error) {
 // String returns the archive's URL.
 func (s *Storage) String() string { return s.name }
 
+// FileMode returns the permission bits of the files Put stores; see
+// archive.Moder and Config.FileMode.
+func (s *Storage) FileMode() fs.FileMode { return s.cfg.FileMode }
+
 // remote returns the server's path of an archive name.
 func (s *Storage) remote(name string) string { return path.Join(s.cfg.Path, name) }
 
@@ -192,7 +215,7 @@ func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error)
 		return err
 	}
 
-	tmp := path.Join(dir, "."+path.Base(final)+".tmp."+randomHex())
+	tmp := path.Join(dir, archive.TempName(path.Base(final)))
 	var f *sftp.File
 	err = s.call(ctx, c, "create", tmp, func() (err error) {
 		f, err = c.sftp.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
@@ -207,6 +230,11 @@ func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error)
 			s.discard(c, f, tmp)
 		}
 	}()
+	// Before any data: the server's umask took bits away at creation.
+	err = s.call(ctx, c, "chmod", tmp, func() error { return f.Chmod(s.cfg.FileMode) })
+	if err = s.chmodError(err); err != nil {
+		return err
+	}
 
 	if err := s.write(ctx, c, f, tmp, r); err != nil {
 		return err
@@ -329,11 +357,22 @@ func (s *Storage) mkdirAll(ctx context.Context, c *conn, dir string) error {
 		parent := p
 		p = path.Join(p, elem)
 		err := s.call(ctx, c, "mkdir", p, func() error { return c.sftp.Mkdir(p) })
-		if err == nil || errors.Is(err, archive.ErrUnavailable) || ctx.Err() != nil {
+		if err == nil {
+			// Keep the setgid bit the server's file system gave it.
+			dm := archive.DirMode(s.cfg.FileMode)
+			fi, err := s.stat(ctx, c, p)
 			if err != nil {
 				return err
 			}
+			dm |= fi.Mode() & fs.ModeSetgid
+			err = s.call(ctx, c, "chmod", p, func() error { return c.sftp.Chmod(p, dm) })
+			if err = s.chmodError(err); err != nil {
+				return err
+			}
 			continue
+		}
+		if errors.Is(err, archive.ErrUnavailable) || ctx.Err() != nil {
+			return err
 		}
 		// OpenSSH says "failure" for a name that exists: look.
 		fi, serr := s.stat(ctx, c, p)
@@ -346,6 +385,21 @@ func (s *Storage) mkdirAll(ctx context.Context, c *conn, dir string) error {
 			return &connError{msg: fmt.Sprintf("archive directory %s on %s: %v (was it removed?)", s.cfg.Path, s.addr, err)}
 		}
 		return err
+	}
+	return nil
+}
+
+// chmodError returns what a failed chmod means for Put: nothing when the
+// server answered that it cannot set modes at all (a warning, once; the
+// files keep the modes the server gives them), the error otherwise.
+func (s *Storage) chmodError(err error) error {
+	var se *sftp.StatusError
+	if err == nil || !errors.As(err, &se) || se.FxCode() != sftp.ErrSSHFxOpUnsupported {
+		return err
+	}
+	if !s.noChmod.Swap(true) {
+		s.cfg.Logger.Warn("the SFTP server cannot set file modes: archived files get the modes the server gives them",
+			"archive", s.name, "file_mode", fmt.Sprintf("%04o", uint32(s.cfg.FileMode)), "err", err)
 	}
 	return nil
 }
@@ -417,7 +471,7 @@ func (s *Storage) Stat(ctx context.Context, name string) (archive.FileInfo, erro
 	if err != nil {
 		return archive.FileInfo{}, err
 	}
-	return archive.FileInfo{Name: path.Base(name), Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return archive.FileInfo{Name: path.Base(name), Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode().Perm()}, nil
 }
 
 // List returns the regular files in dir; see archive.Storage. Symbolic links
@@ -451,6 +505,41 @@ func (s *Storage) List(ctx context.Context, dir string) ([]archive.FileInfo, err
 	})
 }
 
+// ListTemp returns the temporary files in dir and below; see
+// archive.TempFiles. It lists each directory in one request sequence, as
+// List does.
+func (s *Storage) ListTemp(ctx context.Context, dir string) ([]archive.TempFile, error) {
+	c, err := s.conn(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return archive.CollectTemp(ctx, dir, func(dir string) ([]fs.DirEntry, error) {
+		p := s.cfg.Path
+		if dir != "" {
+			p = s.remote(dir)
+		}
+		var fis []os.FileInfo
+		err := s.call(ctx, c, "list", p, func() (err error) { fis, err = c.sftp.ReadDirContext(ctx, p); return err })
+		if err != nil {
+			return nil, err
+		}
+		entries := make([]fs.DirEntry, len(fis))
+		for i, fi := range fis {
+			entries[i] = fs.FileInfoToDirEntry(fi)
+		}
+		return entries, nil
+	})
+}
+
+// RemoveTemp deletes the temporary file name in dir; see archive.TempFiles.
+func (s *Storage) RemoveTemp(ctx context.Context, dir, name string) error {
+	if err := archive.CheckTempName(dir, name); err != nil {
+		return err
+	}
+	p := path.Join(s.cfg.Path, dir, name)
+	return s.do(ctx, "remove", p, func(c *conn) error { return c.sftp.Remove(p) })
+}
+
 // Remove deletes name; see archive.Storage.
 func (s *Storage) Remove(ctx context.Context, name string) error {
 	if err := archive.ValidName(name); err != nil {
@@ -470,10 +559,4 @@ func (s *Storage) Close() error {
 		c.kill(fs.ErrClosed)
 	}
 	return nil
-}
-
-func randomHex() string {
-	var b [8]byte
-	rand.Read(b[:])
-	return hex.EncodeToString(b[:])
 }

@@ -22,6 +22,7 @@ type cleanupOptions struct {
 	DryRun     bool
 	JSON       bool
 	StaleAfter time.Duration
+	TempAge    time.Duration
 }
 
 func cleanupCommand(g *globals) *cli.Command {
@@ -46,10 +47,16 @@ A backup whose marker is older than --stale-after has died: it keeps no WAL,
 and cleanup logs a warning naming it (walship expire removes it). If the
 backups or their markers cannot be read, nothing is removed.
 
+It also removes the temporary files that killed writes left (hidden,
+.<name>.tmp.<random>): those last written --temp-age ago or longer (1h)
+and, under backups/, also --stale-after ago and not in the directory of a
+backup running or starting, whose tar streams grow in such files.
+
 Only clean up an archive that feeds this one standby: a second standby,
 further behind, would lose WAL it needs. walship wait --cleanup does the
 same from restore_command (with the default --stale-after). --dry-run lists
-what would go; --dry-run and --json also show the backups in progress kept.
+what would go; --dry-run and --json also show the backups in progress kept,
+and the temporary files.
 
 %r may also name a .backup or .partial file, which stands for its segment.
 
@@ -60,13 +67,15 @@ Exit codes: 0 done; 1 failed (PostgreSQL logs a warning and goes on);
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only list what would be removed"},
 			&cli.BoolFlag{Name: "json", Usage: "print what was removed, and the backups in progress kept, as JSON"},
 			staleAfterFlag(),
+			tempAgeFlag(),
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("cleanup takes %%r; got %d arguments", c.NArg())
 			}
 			return runCleanup(c.Context, g, cleanupOptions{Archive: c.String("archive"), SSH: sshOptionsFrom(c, g.logger),
-				Restart: c.Args().First(), DryRun: c.Bool("dry-run"), JSON: c.Bool("json"), StaleAfter: c.Duration("stale-after")})
+				Restart: c.Args().First(), DryRun: c.Bool("dry-run"), JSON: c.Bool("json"), StaleAfter: c.Duration("stale-after"),
+				TempAge: c.Duration("temp-age")})
 		},
 	}
 }
@@ -91,6 +100,52 @@ func checkStaleAfter(d time.Duration) error {
 	return nil
 }
 
+// minTempAge bounds --temp-age from below: a write in progress keeps its
+// temporary file's modification time fresh, but a source that pauses (a
+// busy server sending a backup) must not lose its file.
+const minTempAge = time.Minute
+
+// tempAgeFlag is --temp-age, shared by cleanup and expire.
+func tempAgeFlag() cli.Flag {
+	return &cli.DurationFlag{Name: "temp-age", Value: backup.DefaultTempAge, EnvVars: []string{"WALSHIP_TEMP_AGE"},
+		Usage: "remove the temporary files of killed writes (.<name>.tmp.<random>) last written this long ago or longer; " +
+			"under backups/ at least --stale-after, and never those of a backup in progress (at least 1m)"}
+}
+
+func checkTempAge(d time.Duration) error {
+	if d < minTempAge {
+		return usagef("--temp-age must be at least %v, not %v", minTempAge, d)
+	}
+	return nil
+}
+
+// removeTemp removes the temporary files of killed writes, for cleanup and
+// expire. After an error it still returns what it removed, if anything,
+// for the caller to report before failing.
+func removeTemp(ctx context.Context, st archive.Storage, age, staleAfter time.Duration, dryRun bool, logger *slog.Logger) (*backup.TempRemoved, error) {
+	res, err := backup.RemoveTemp(ctx, st, backup.TempOptions{Age: age, StaleAfter: staleAfter, DryRun: dryRun, Log: logger})
+	if err != nil {
+		return res, fmt.Errorf("temporary files: %w", err)
+	}
+	return res, nil
+}
+
+// printTempRemoved tells what removeTemp removed.
+func printTempRemoved(w io.Writer, res *backup.TempRemoved, dryRun bool) {
+	if res == nil || len(res.Removed)+res.Kept == 0 {
+		return
+	}
+	verb := "removed"
+	if dryRun {
+		verb = "would remove"
+		for _, f := range res.Removed {
+			fmt.Fprintf(w, "would remove %s (%s, last written %s)\n", f.Path, humanBytes(f.Size), f.Modified.Format(time.RFC3339))
+		}
+	}
+	fmt.Fprintf(w, "%s %d temporary files of interrupted writes (%s); kept %d written less than %s ago (%s under backups/) or of backups in progress\n",
+		verb, len(res.Removed), humanBytes(res.Bytes), res.Kept, humanAge(res.Age), humanAge(res.BackupAge))
+}
+
 // cleanupResult is what cleanup --json prints.
 type cleanupResult struct {
 	Restart string `json:"restart"`
@@ -104,6 +159,9 @@ type cleanupResult struct {
 	Ignored    []backup.Pending `json:"ignored"`
 	DryRun     bool             `json:"dry_run"`
 	Removed    []string         `json:"removed"`
+	// TempFiles is what became of the temporary files of killed writes;
+	// nil when the archive cannot list them.
+	TempFiles *backup.TempRemoved `json:"temp_files,omitempty"`
 }
 
 func runCleanup(ctx context.Context, g *globals, opts cleanupOptions) error {
@@ -111,6 +169,9 @@ func runCleanup(ctx context.Context, g *globals, opts cleanupOptions) error {
 		return usagef("%%r: %v", err)
 	}
 	if err := checkStaleAfter(opts.StaleAfter); err != nil {
+		return err
+	}
+	if err := checkTempAge(opts.TempAge); err != nil {
 		return err
 	}
 	st, err := openArchive(ctx, opts.Archive, opts.SSH)
@@ -122,8 +183,15 @@ func runCleanup(ctx context.Context, g *globals, opts cleanupOptions) error {
 	if err != nil {
 		return err
 	}
+	// The WAL is done: what becomes of the temporary files is told either
+	// way, and an error about them comes last.
+	var tempErr error
+	res.TempFiles, tempErr = removeTemp(ctx, st, opts.TempAge, opts.StaleAfter, opts.DryRun, g.logger)
 	if opts.JSON {
-		return jsonOut(g.stdout, res)
+		if err := jsonOut(g.stdout, res); err != nil {
+			return err
+		}
+		return tempErr
 	}
 	verb := "removed"
 	if opts.DryRun {
@@ -131,7 +199,8 @@ func runCleanup(ctx context.Context, g *globals, opts cleanupOptions) error {
 	}
 	fmt.Fprintf(g.stdout, "%s %d WAL segments older than %s\n", verb, len(res.Removed), opts.Restart)
 	printInProgress(g.stdout, res.InProgress, res.Ignored)
-	return nil
+	printTempRemoved(g.stdout, res.TempFiles, opts.DryRun)
+	return tempErr
 }
 
 // printInProgress tells which backups in progress kept their WAL, and

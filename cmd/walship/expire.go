@@ -18,6 +18,15 @@ type expireOptions struct {
 	DryRun     bool
 	JSON       bool
 	StaleAfter time.Duration
+	TempAge    time.Duration
+}
+
+// expireResult is what expire --json prints.
+type expireResult struct {
+	backup.Expired
+	// TempFiles is what became of the temporary files of killed writes;
+	// nil when the archive cannot list them.
+	TempFiles *backup.TempRemoved `json:"temp_files,omitempty"`
 }
 
 func expireCommand(g *globals) *cli.Command {
@@ -40,6 +49,12 @@ once it started over a day ago and before the oldest kept backup. If the
 backups or their markers cannot be read, nothing is removed. --dry-run and
 --json show the backups in progress kept.
 
+Then it removes the temporary files that killed writes left (hidden,
+.<name>.tmp.<random>): those last written --temp-age ago or longer (1h)
+and, under backups/, also --stale-after ago and not in the directory of a
+backup running or starting, whose tar streams grow in such files. --dry-run
+and --json list them.
+
 The WAL kept is what point-in-time recovery from the kept backups needs. A
 standby fed from this archive needs WAL from its own restart point: do not
 expire past it (walship wait --cleanup, or archive_cleanup_command, removes
@@ -52,13 +67,14 @@ Exit codes: 0 done; 1 failed; 2 usage error.`,
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only list what would be removed"},
 			&cli.BoolFlag{Name: "json", Usage: "print what was removed, and the backups in progress kept, as JSON"},
 			staleAfterFlag(),
+			tempAgeFlag(),
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return usagef("expire takes no arguments; got %d", c.NArg())
 			}
 			return runExpire(c.Context, g, expireOptions{Archive: c.String("archive"), SSH: sshOptionsFrom(c, g.logger), Keep: c.Int("keep"),
-				DryRun: c.Bool("dry-run"), JSON: c.Bool("json"), StaleAfter: c.Duration("stale-after")})
+				DryRun: c.Bool("dry-run"), JSON: c.Bool("json"), StaleAfter: c.Duration("stale-after"), TempAge: c.Duration("temp-age")})
 		},
 	}
 }
@@ -70,6 +86,9 @@ func runExpire(ctx context.Context, g *globals, opts expireOptions) error {
 	if err := checkStaleAfter(opts.StaleAfter); err != nil {
 		return err
 	}
+	if err := checkTempAge(opts.TempAge); err != nil {
+		return err
+	}
 	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
@@ -79,8 +98,15 @@ func runExpire(ctx context.Context, g *globals, opts expireOptions) error {
 	if err != nil {
 		return err
 	}
+	// After the backups: the directory of one expired goes with the last
+	// temporary file in it. What was expired is told either way, and an
+	// error about the temporary files comes last.
+	tmp, tempErr := removeTemp(ctx, st, opts.TempAge, opts.StaleAfter, opts.DryRun, g.logger)
 	if opts.JSON {
-		return jsonOut(g.stdout, ex)
+		if err := jsonOut(g.stdout, expireResult{Expired: ex, TempFiles: tmp}); err != nil {
+			return err
+		}
+		return tempErr
 	}
 	verb := "removed"
 	if opts.DryRun {
@@ -89,5 +115,6 @@ func runExpire(ctx context.Context, g *globals, opts expireOptions) error {
 	fmt.Fprintf(g.stdout, "%s %d backups, %d interrupted backups and %d WAL files (%s); oldest backup kept: %s\n",
 		verb, len(ex.Backups), len(ex.Incomplete), len(ex.WAL), humanBytes(ex.Stored), ex.OldestKept)
 	printInProgress(g.stdout, ex.InProgress, nil)
-	return nil
+	printTempRemoved(g.stdout, tmp, opts.DryRun)
+	return tempErr
 }

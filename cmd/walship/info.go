@@ -29,10 +29,15 @@ and the WAL segments archived on each timeline: first, last, how many, and
 the gaps between them. It reads listings and backup.json files only; walship
 verify reads every file.
 
+It also sums up the hidden temporary files (.<name>.tmp.<random>) of
+writes in progress and of writes that were killed, per directory: how many,
+their bytes, and how long ago the oldest was last written. Nothing reads
+them; walship cleanup and expire remove those older than --temp-age.
+
 Exit codes: 0 listed; 1 the archive cannot be read; 2 usage error.`,
 		Flags: append([]cli.Flag{
 			archiveFlag(),
-			&cli.BoolFlag{Name: "json", Usage: "print the listing as JSON"},
+			&cli.BoolFlag{Name: "json", Usage: "print the listing, and the temporary files (temp_files), as JSON"},
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
@@ -53,11 +58,64 @@ func runInfo(ctx context.Context, g *globals, opts infoOptions) error {
 	if err != nil {
 		return err
 	}
+	tmp, err := backup.ReadTemp(ctx, st, time.Now())
+	if err != nil {
+		return err
+	}
 	if opts.JSON {
-		return jsonOut(g.stdout, c)
+		return jsonOut(g.stdout, infoResult{Catalog: c, TempFiles: tmp})
 	}
 	printCatalog(g.stdout, c)
+	printTempSummary(g.stdout, tmp)
 	return nil
+}
+
+// infoResult is what info --json prints.
+type infoResult struct {
+	*backup.Catalog
+	// TempFiles sums up the temporary files; nil when the archive cannot
+	// list them.
+	TempFiles *backup.TempSummary `json:"temp_files,omitempty"`
+}
+
+// printTempSummary tells how many temporary files the archive holds, and
+// where, for info and verify.
+func printTempSummary(out io.Writer, s *backup.TempSummary) {
+	if s == nil {
+		return
+	}
+	fmt.Fprintln(out)
+	if s.Files == 0 {
+		fmt.Fprintln(out, "no temporary files")
+		return
+	}
+	fmt.Fprintf(out, "%d temporary files of writes in progress or killed (%s), the oldest last written %s ago; "+
+		"walship cleanup and expire remove the old ones\n", s.Files, humanBytes(s.Bytes), humanAge(s.OldestAge))
+	w := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "DIRECTORY\tFILES\tSIZE\tOLDEST")
+	for _, d := range s.Dirs {
+		dir := d.Dir + "/"
+		if d.Dir == "." {
+			dir = "(root)"
+		}
+		fmt.Fprintf(w, "%s\t%d\t%s\t%s ago\n", dir, d.Files, humanBytes(d.Bytes), humanAge(d.OldestAge))
+	}
+	w.Flush()
+}
+
+// humanAge formats an age in seconds for people, to two units: 45s, 12m3s,
+// 5h2m, 3d4h.
+func humanAge(sec int64) string {
+	d := time.Duration(sec) * time.Second
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd%dh", d/(24*time.Hour), d%(24*time.Hour)/time.Hour)
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh%dm", d/time.Hour, d%time.Hour/time.Minute)
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm%ds", d/time.Minute, d%time.Minute/time.Second)
+	}
+	return fmt.Sprintf("%ds", sec)
 }
 
 func printCatalog(out io.Writer, c *backup.Catalog) {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io/fs"
 	"log/slog"
 	"os"
 	"time"
@@ -20,10 +21,21 @@ func archiveFlag() cli.Flag {
 		Usage: "the archive: a directory (/srv/walship/main, also on NFS), or sftp://[user@]host[:port]/path"}
 }
 
-// sshFlags are the flags that say how to reach an sftp:// archive; every
-// command that takes archiveFlag takes them too.
+// sshFlags are the flags that say how to reach an sftp:// archive, and
+// --file-mode, which says how to write into any archive; every command that
+// takes archiveFlag takes them too, so that one config file key sets them
+// for all.
 func sshFlags() []cli.Flag {
 	return []cli.Flag{
+		&cli.StringFlag{Name: "file-mode", Value: "0640", EnvVars: []string{"WALSHIP_FILE_MODE"},
+			Usage: "permission bits (octal) of the files walship writes into the archive, whatever the umask: 0600, 0640 or 0644; " +
+				"the directories it creates get the same plus x where r is set (0640: 0750)",
+			Action: func(_ *cli.Context, v string) error {
+				if _, err := archive.ParseFileMode(v); err != nil {
+					return usagef("--file-mode: %v", err)
+				}
+				return nil
+			}},
 		&cli.StringSliceFlag{Name: "identity", EnvVars: []string{"WALSHIP_SSH_IDENTITY"},
 			Usage: "private key `FILE` to log in to an sftp:// archive with; repeatable (default: ~/.ssh/id_ed25519, id_ecdsa, id_rsa; " +
 				"keys of ssh-agent at SSH_AUTH_SOCK are tried too)"},
@@ -41,6 +53,7 @@ func sshFlags() []cli.Flag {
 
 // sshOptions are the settings of sshFlags.
 type sshOptions struct {
+	FileMode           string // --file-mode; "" for archive.DefaultFileMode
 	Identities         []string
 	KnownHosts         string
 	HostKeyPolicy      string
@@ -52,6 +65,7 @@ type sshOptions struct {
 // sshOptionsFrom reads sshFlags.
 func sshOptionsFrom(c *cli.Context, logger *slog.Logger) sshOptions {
 	return sshOptions{
+		FileMode:           c.String("file-mode"),
 		Identities:         c.StringSlice("identity"),
 		KnownHosts:         c.String("known-hosts"),
 		HostKeyPolicy:      c.String("host-key-policy"),
@@ -74,15 +88,19 @@ func openArchive(ctx context.Context, rawURL string, ssh ...sshOptions) (archive
 	if err != nil {
 		return nil, usageError{err}
 	}
+	var o sshOptions
+	if len(ssh) > 0 {
+		o = ssh[0]
+	}
+	mode, err := fileMode(o)
+	if err != nil {
+		return nil, err
+	}
 	switch u.Scheme {
 	case "file":
-		return local.New(u.Path)
+		return local.Open(local.Config{Root: u.Path, FileMode: mode})
 	case "sftp":
-		var o sshOptions
-		if len(ssh) > 0 {
-			o = ssh[0]
-		}
-		return openSFTP(u, o)
+		return openSFTP(u, o, mode)
 	default:
 		return nil, usagef("archive %s: %s archives are not supported; use a directory or sftp://", rawURL, u.Scheme)
 	}
@@ -96,13 +114,31 @@ func openArchive(ctx context.Context, rawURL string, ssh ...sshOptions) (archive
 func openArchiveToRead(ctx context.Context, rawURL string, ssh sshOptions) (archive.Storage, error) {
 	if rawURL != "" {
 		if u, err := archive.ParseURL(rawURL); err == nil && u.Scheme == "file" {
-			return archive.Lazy(u.Path, func(context.Context) (archive.Storage, error) { return local.New(u.Path) }), nil
+			mode, err := fileMode(ssh)
+			if err != nil {
+				return nil, err
+			}
+			return archive.Lazy(u.Path, func(context.Context) (archive.Storage, error) {
+				return local.Open(local.Config{Root: u.Path, FileMode: mode})
+			}), nil
 		}
 	}
 	return openArchive(ctx, rawURL, ssh)
 }
 
-func openSFTP(u archive.URL, o sshOptions) (archive.Storage, error) {
+// fileMode parses --file-mode; "" is the default.
+func fileMode(o sshOptions) (fs.FileMode, error) {
+	if o.FileMode == "" {
+		return archive.DefaultFileMode, nil
+	}
+	m, err := archive.ParseFileMode(o.FileMode)
+	if err != nil {
+		return 0, usagef("--file-mode: %v", err)
+	}
+	return m, nil
+}
+
+func openSFTP(u archive.URL, o sshOptions, mode fs.FileMode) (archive.Storage, error) {
 	policy, err := sftp.ParseHostKeyPolicy(o.HostKeyPolicy)
 	if err != nil {
 		return nil, usageError{err}
@@ -120,6 +156,7 @@ func openSFTP(u archive.URL, o sshOptions) (archive.Storage, error) {
 		KnownHostsFile:     o.KnownHosts,
 		HostKeyPolicy:      policy,
 		HostKeyFingerprint: o.HostKeyFingerprint,
+		FileMode:           mode,
 		DialTimeout:        o.Timeout,
 		IOTimeout:          o.Timeout,
 		Logger:             o.Logger,

@@ -34,6 +34,11 @@ checks that the WAL from each backup's start to the newest segment of the
 newest timeline descending from it is all there: a gap means recovery from
 that backup stops early.
 
+It also sums up the hidden temporary files (.<name>.tmp.<random>) of
+writes in progress and of writes that were killed, as walship info does:
+they are no problem, since nothing reads them, and walship cleanup and
+expire remove the old ones.
+
 Exit codes: 0 no problem found; 1 problems found (listed), or the archive
 cannot be read; 2 usage error.`,
 		Flags: append([]cli.Flag{
@@ -71,6 +76,7 @@ func runVerify(ctx context.Context, g *globals, opts verifyOptions) error {
 		}
 		fmt.Fprintf(g.stdout, "checked %d WAL files and %d backups (%d files), %s: %d problems\n",
 			r.WALFiles, len(c.Backups), r.BackupFiles, humanBytes(r.Bytes), len(r.Problems))
+		printTempSummary(g.stdout, r.TempFiles)
 	}
 	if len(r.Problems) > 0 {
 		return fmt.Errorf("%w: %d found", backup.ErrProblems, len(r.Problems))

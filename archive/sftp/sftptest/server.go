@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"io/fs"
 	"net"
 	"os"
 	"path"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 
@@ -21,6 +23,8 @@ import (
 // serving a directory. Its rename behaves as OpenSSH's does (link(2) and
 // unlink(2), failing when the target exists), and it does not offer
 // fsync@openssh.com, so clients take their path for servers without it.
+// It creates files 0644 and directories 0755, as a server under umask 022
+// does, and sets modes on SETSTAT.
 type Server struct {
 	Keys
 	// Host and Port are where it listens (127.0.0.1); Addr is both.
@@ -29,6 +33,9 @@ type Server struct {
 	Addr string
 	// Root is the local directory that SFTP clients see as "/".
 	Root string
+	// NoSetstat makes the server answer SETSTAT with "operation
+	// unsupported", as servers that cannot set modes do.
+	NoSetstat atomic.Bool
 
 	ln    net.Listener
 	mu    sync.Mutex
@@ -146,7 +153,7 @@ func (s *Server) serve(nc net.Conn, cfg *ssh.ServerConfig) {
 				ok := req.Type == "subsystem" && len(req.Payload) > 4 && string(req.Payload[4:]) == "sftp"
 				req.Reply(ok, nil)
 				if ok {
-					rs := sftp.NewRequestServer(ch, handlers(s.Root))
+					rs := sftp.NewRequestServer(ch, handlers(s))
 					rs.Serve()
 					rs.Close()
 					return
@@ -157,10 +164,13 @@ func (s *Server) serve(nc net.Conn, cfg *ssh.ServerConfig) {
 }
 
 // fsHandler serves a local directory as the SFTP file system.
-type fsHandler struct{ root string }
+type fsHandler struct {
+	root string
+	srv  *Server
+}
 
-func handlers(root string) sftp.Handlers {
-	h := fsHandler{root}
+func handlers(s *Server) sftp.Handlers {
+	h := fsHandler{s.Root, s}
 	return sftp.Handlers{FileGet: h, FilePut: h, FileCmd: h, FileList: h}
 }
 
@@ -195,6 +205,13 @@ func (h fsHandler) Filecmd(r *sftp.Request) error {
 	p := h.local(r.Filepath)
 	switch r.Method {
 	case "Setstat":
+		if h.srv.NoSetstat.Load() {
+			return sftp.ErrSSHFxOpUnsupported
+		}
+		// Only modes; sizes and times are ignored.
+		if r.AttrFlags().Permissions {
+			return os.Chmod(p, r.Attributes().FileMode()&(fs.ModePerm|fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
+		}
 		return nil
 	case "Rename":
 		// As OpenSSH's sftp-server: never replace the target.
