@@ -204,3 +204,11 @@ func TestREADMEExitCodes(t *testing.T) {
 		t.Errorf("README's table has %d code rows, exitTable uses %d codes", rows, len(codes))
 	}
 }
+
+// expire without --keep is a usage error that says what to pass.
+func TestExpireNeedsKeep(t *testing.T) {
+	code, stderr := walshipRun(t, "expire", "--archive", t.TempDir())
+	if code != exitUsage || !strings.Contains(stderr, "--keep N is required") {
+		t.Errorf("bare expire: exit %d, stderr %q; want %d and that --keep is required", code, stderr, exitUsage)
+	}
+}

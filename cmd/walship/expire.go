@@ -63,7 +63,8 @@ a standby's WAL as it goes instead).
 Exit codes: 0 done; 1 failed; 2 usage error.`,
 		Flags: append([]cli.Flag{
 			archiveFlag(),
-			&cli.IntFlag{Name: "keep", Usage: "how many complete backups to keep (at least 1)"},
+			&cli.IntFlag{Name: "keep", DefaultText: "none, required",
+				Usage: "how many complete backups to keep, at least 1; expire removes nothing without it"},
 			&cli.BoolFlag{Name: "dry-run", Aliases: []string{"n"}, Usage: "only list what would be removed"},
 			&cli.BoolFlag{Name: "json", Usage: "print what was removed, and the backups in progress kept, as JSON"},
 			staleAfterFlag(),
@@ -81,7 +82,7 @@ Exit codes: 0 done; 1 failed; 2 usage error.`,
 
 func runExpire(ctx context.Context, g *globals, opts expireOptions) error {
 	if opts.Keep < 1 {
-		return usagef("--keep must be at least 1")
+		return usagef("--keep N is required: how many complete backups to keep (at least 1), e.g. walship expire --keep 7")
 	}
 	if err := checkStaleAfter(opts.StaleAfter); err != nil {
 		return err
