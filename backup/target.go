@@ -41,7 +41,11 @@ func NewTarget(kind, value, action, timeline string) (Target, error) {
 	case TargetImmediate:
 		t.Value = "immediate"
 	case TargetTime:
+		// Written as the server prints a timestamptz in UTC, which every
+		// version reads: "2026-12-01T18:40:50.888368Z", which ParseTime
+		// takes, is refused by PostgreSQL 15's recovery_target_time.
 		t.Time, err = ParseTime(value)
+		t.Value = FormatTime(t.Time)
 	case TargetLSN:
 		t.LSN, err = wal.ParseLSN(value)
 	case TargetXID:
@@ -77,26 +81,65 @@ func NewTarget(kind, value, action, timeline string) (Target, error) {
 }
 
 // timeLayouts are the forms ParseTime reads: what clock_timestamp() and
-// now() print, with or without fractions, and RFC 3339. Each names its time
-// zone.
+// now() print, with or without fractions or seconds, and ISO 8601 with a T,
+// a Z or an offset. Each names its time zone.
 var timeLayouts = []string{
 	"2006-01-02 15:04:05.999999999Z07:00",
 	"2006-01-02 15:04:05.999999999Z07",
 	"2006-01-02 15:04:05.999999999 UTC", // literally UTC: Go guesses at other abbreviations
+	"2006-01-02 15:04Z07:00",
+	"2006-01-02 15:04Z07",
 	time.RFC3339Nano,
+	"2006-01-02T15:04:05.999999999Z07",
+	"2006-01-02T15:04Z07:00",
+	"2006-01-02T15:04Z07",
+}
+
+// FormatTime writes t as PostgreSQL prints a timestamptz with TimeZone UTC,
+// to the microsecond (the server's precision; finer digits are dropped,
+// never rounded up past the time given).
+func FormatTime(t time.Time) string {
+	return t.UTC().Truncate(time.Microsecond).Format("2006-01-02 15:04:05.999999") + "+00"
 }
 
 // ParseTime parses a recovery target time. It must name its time zone:
 // without one the server would read it in its own TimeZone, and walship
 // might pick a backup that ends after the target.
+//
+// It also takes seconds since the epoch, as "@1764614450" or
+// "1764614450.25" (ten digits or more, so that no date or year reads as
+// one).
 func ParseTime(s string) (time.Time, error) {
 	s = strings.TrimSpace(s)
 	for _, l := range timeLayouts {
 		if t, err := time.Parse(l, s); err == nil {
-			return t, nil
+			return t.Truncate(time.Microsecond), nil
 		}
 	}
-	return time.Time{}, fmt.Errorf("target time %q: want a time with its zone, like 2026-11-22 01:15:00+00 or 2026-11-22T01:15:00Z", s)
+	if t, ok := parseEpoch(s); ok {
+		return t, nil
+	}
+	return time.Time{}, fmt.Errorf("target time %q: want a time with its zone, like 2026-11-22 01:15:00+00 or 2026-11-22T01:15:00Z, or seconds since the epoch (@1764614450)", s)
+}
+
+// parseEpoch parses seconds since the epoch, with an optional "@" and
+// fraction.
+func parseEpoch(s string) (time.Time, bool) {
+	digits := strings.TrimPrefix(s, "@")
+	whole, frac, _ := strings.Cut(digits, ".")
+	if len(whole) < 10 || (len(whole) > 12) || strings.Trim(whole, "0123456789") != "" || strings.Trim(frac, "0123456789") != "" {
+		return time.Time{}, false
+	}
+	sec, err := strconv.ParseInt(whole, 10, 64)
+	if err != nil {
+		return time.Time{}, false
+	}
+	var ns int64
+	if frac != "" {
+		frac = (frac + "000000000")[:9]
+		ns, _ = strconv.ParseInt(frac, 10, 64)
+	}
+	return time.Unix(sec, ns).UTC().Truncate(time.Microsecond), true
 }
 
 // Choose picks the backup to restore from backups (oldest first): the one

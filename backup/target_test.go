@@ -14,17 +14,41 @@ func TestParseTime(t *testing.T) {
 		"2026-11-22 02:15:00.123456+01",
 		"2026-11-22 06:45:00.123456+05:30",
 		"2026-11-22T01:15:00.123456Z",
+		"2026-11-22T01:15:00.123456+00:00",
+		"2026-11-22T02:15:00.123456+01",
 		"2026-11-22 01:15:00.123456 UTC",
+		"2026-11-22T01:15:00.123456789Z", // nanoseconds: dropped, never rounded up
+		"@1795310100.123456",
+		"1795310100.1234569",
 	} {
 		got, err := ParseTime(s)
 		if err != nil || !got.Equal(want) {
 			t.Errorf("ParseTime(%q) = %v, %v; want %v", s, got, err, want)
 		}
 	}
-	for _, s := range []string{"", "yesterday", "2026-11-22", "01:15:00", "2026-11-22 01:15:00", "2026-11-22 01:15:00 XYZ"} {
+	for _, s := range []string{"", "yesterday", "2026-11-22", "01:15:00", "2026-11-22 01:15:00", "2026-11-22 01:15:00 XYZ",
+		"2026", "20261122", "@", "@12.5", "1795396500x"} {
 		if _, err := ParseTime(s); err == nil {
 			t.Errorf("ParseTime(%q): no error", s)
 		}
+	}
+}
+
+// Whatever form the target time is given in, it is written as the server
+// prints a timestamptz, which every version reads back.
+func TestTargetTimeWritten(t *testing.T) {
+	for _, s := range []string{"2026-12-01T18:40:50.888368Z", "2026-12-01 19:40:50.888368+01", "@1796150450.888368"} {
+		tg, err := NewTarget(TargetTime, s, "", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := "2026-12-01 18:40:50.888368+00"; tg.Value != want {
+			t.Errorf("NewTarget(time, %q).Value = %q, want %q", s, tg.Value, want)
+		}
+	}
+	tg, _ := NewTarget(TargetTime, "2026-12-01T18:40:00Z", "", "")
+	if tg.Value != "2026-12-01 18:40:00+00" {
+		t.Errorf("whole seconds: %q", tg.Value)
 	}
 }
 

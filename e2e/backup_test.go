@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/walship/walship/backup"
 	"github.com/walship/walship/internal/pgtest"
 	"github.com/walship/walship/wal"
 )
@@ -169,6 +170,7 @@ func TestBackupPITR(t *testing.T) {
 	}{
 		{"immediate", []string{"--target-immediate"}, "0"},
 		{"time", []string{"--target-time", times[1]}, "0,1,2"},
+		{"time, ISO 8601 with Z", []string{"--target-time", isoZ(t, times[2])}, "0,1,2,3"},
 		{"xid", []string{"--target-xid", xids[2]}, "0,1,2,3"},
 		{"lsn", []string{"--target-lsn", lsns[3]}, "0,1,2,3,4"},
 		{"name", []string{"--target-name", "after_1"}, "0,1"},
@@ -195,6 +197,17 @@ func TestBackupPITR(t *testing.T) {
 			}
 		})
 	}
+}
+
+// isoZ rewrites a time as clock_timestamp() prints it into ISO 8601 in UTC
+// with a Z, the form PostgreSQL 15's recovery_target_time refuses.
+func isoZ(t *testing.T, s string) string {
+	t.Helper()
+	tm, err := backup.ParseTime(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tm.UTC().Format(time.RFC3339Nano)
 }
 
 // A backup is corrupt when a byte of a stored file changes: restore must

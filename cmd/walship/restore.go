@@ -84,7 +84,8 @@ Exit codes: 0 restored; 1 failed (a corrupt backup, a non-empty directory);
 			archiveFlag(),
 			&cli.StringFlag{Name: "pgdata", Aliases: []string{"D"}, Usage: "the data directory to create (required)"},
 			&cli.StringFlag{Name: "backup", Value: "latest", Usage: "backup `ID` to restore, or latest"},
-			&cli.StringFlag{Name: "target-time", Usage: "recover up to this time (give the time zone)"},
+			&cli.StringFlag{Name: "target-time", Usage: "recover up to this time, with its zone: 2026-11-22 01:15:00+00, 2026-11-22T01:15:00.5Z, " +
+				"2026-11-22T02:15:00+01:00, or seconds since the epoch (@1795310100); written as the server prints it"},
 			&cli.StringFlag{Name: "target-lsn", Usage: "recover up to this LSN"},
 			&cli.StringFlag{Name: "target-xid", Usage: "recover up to this transaction id"},
 			&cli.StringFlag{Name: "target-name", Usage: "recover up to this restore point (pg_create_restore_point)"},
