@@ -115,3 +115,27 @@ func TestContribStandbySignalFetch(t *testing.T) {
 		t.Errorf("promoted standby has %s rows, want 100", got)
 	}
 }
+
+// WALSHIP_RESTORE_ARGS is split as a shell splits it: a target time with a
+// space stays one argument (it was split, and walship refused the rest).
+func TestContribPatroniRestoreArgs(t *testing.T) {
+	script, err := filepath.Abs("../contrib/patroni/walship-restore.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fake := filepath.Join(t.TempDir(), "walship")
+	if err := os.WriteFile(fake, []byte("#!/bin/sh\nfor a in \"$@\"; do printf '<%s>' \"$a\"; done\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("sh", script, "--scope=demo", "--datadir=/srv/data")
+	cmd.Env = append(os.Environ(), "WALSHIP_BIN="+fake, "WALSHIP_ARCHIVE=/srv/walship/demo",
+		"WALSHIP_RESTORE_ARGS=--target-time '2026-12-01 18:40:50+00' --backup latest")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("walship-restore.sh: %v\n%s", err, out)
+	}
+	want := "<restore><--archive></srv/walship/demo><--pgdata></srv/data><--force><--target-time><2026-12-01 18:40:50+00><--backup><latest>"
+	if string(out) != want {
+		t.Errorf("walship called with %s, want %s", out, want)
+	}
+}

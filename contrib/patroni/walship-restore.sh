@@ -8,7 +8,8 @@
 #
 # Settings: WALSHIP_ARCHIVE (required), WALSHIP_BIN (default walship on
 # PATH), WALSHIP_RESTORE_ARGS (extra walship restore arguments, such as
-# --target-time or --backup).
+# --target-time or --backup, quoted as in a shell:
+# WALSHIP_RESTORE_ARGS="--target-time '2026-12-01 18:40:50+00'").
 set -eu
 datadir=
 for arg in "$@"; do
@@ -21,7 +22,8 @@ if [ -z "$datadir" ]; then
 	exit 2
 fi
 : "${WALSHIP_ARCHIVE:?set WALSHIP_ARCHIVE to the walship archive}"
+# The extra arguments are split as a shell splits them, quotes included, so
+# that a time with a space stays one argument.
+eval "set -- ${WALSHIP_RESTORE_ARGS:-}"
 # Patroni may leave an empty or half-made directory from an earlier attempt.
-# shellcheck disable=SC2086
-exec "${WALSHIP_BIN:-walship}" restore --archive "$WALSHIP_ARCHIVE" --pgdata "$datadir" --force \
-	${WALSHIP_RESTORE_ARGS:-}
+exec "${WALSHIP_BIN:-walship}" restore --archive "$WALSHIP_ARCHIVE" --pgdata "$datadir" --force "$@"
