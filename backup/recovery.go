@@ -63,8 +63,9 @@ func targetSetting(kind string) string {
 }
 
 // writeRecovery appends the recovery settings to postgresql.auto.conf and
-// writes recovery.signal. A standby.signal of a backup taken from a standby
-// goes: walship standbys run in recovery.signal mode.
+// leaves the signal file opts.Signal names, and only that one: a signal
+// file of the backup's source (standby.signal of a backup taken from a
+// standby) or of an earlier restore goes.
 func writeRecovery(pgdata string, m Meta, opts RestoreOptions) error {
 	p := filepath.Join(pgdata, "postgresql.auto.conf")
 	old, err := os.ReadFile(p)
@@ -78,10 +79,25 @@ func writeRecovery(pgdata string, m Meta, opts RestoreOptions) error {
 	if err := writeFileSync(p, b); err != nil {
 		return fmt.Errorf("write recovery settings: %w", err)
 	}
-	if err := os.Remove(filepath.Join(pgdata, "standby.signal")); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return err
+	keep := ""
+	switch opts.Signal {
+	case "", SignalRecovery:
+		keep = "recovery.signal"
+	case SignalStandby:
+		keep = "standby.signal"
 	}
-	return writeFileSync(filepath.Join(pgdata, "recovery.signal"), nil)
+	for _, f := range []string{"recovery.signal", "standby.signal"} {
+		if f == keep {
+			continue
+		}
+		if err := os.Remove(filepath.Join(pgdata, f)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	if keep == "" {
+		return nil
+	}
+	return writeFileSync(filepath.Join(pgdata, keep), nil)
 }
 
 // ConfQuote quotes s as a postgresql.conf string value: quotes doubled,

@@ -79,6 +79,33 @@ func TestWriteRecovery(t *testing.T) {
 	}
 }
 
+// Each --signal leaves its signal file and only that one.
+func TestWriteRecoverySignal(t *testing.T) {
+	for _, tc := range []struct {
+		signal Signal
+		want   string
+	}{
+		{SignalRecovery, "recovery.signal"}, {SignalStandby, "standby.signal"}, {SignalNone, ""},
+	} {
+		dir := t.TempDir()
+		for _, f := range []string{"recovery.signal", "standby.signal"} {
+			os.WriteFile(filepath.Join(dir, f), nil, 0o600)
+		}
+		if err := writeRecovery(dir, Meta{ID: "20261122T011500Z"}, RestoreOptions{RestoreCommand: "fetch", Signal: tc.signal}); err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"recovery.signal", "standby.signal"} {
+			_, err := os.Stat(filepath.Join(dir, f))
+			if got := err == nil; got != (f == tc.want) {
+				t.Errorf("--signal %s: %s there: %v, want %v", tc.signal, f, got, f == tc.want)
+			}
+		}
+	}
+	if _, err := ParseSignal("standbys"); err == nil {
+		t.Error("ParseSignal(standbys): no error")
+	}
+}
+
 func TestEntryPath(t *testing.T) {
 	for in, want := range map[string]string{
 		"base/1/1259":              "base/1/1259",

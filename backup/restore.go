@@ -37,12 +37,41 @@ type RestoreOptions struct {
 	// wait to be replayed, and a waiting command holds them back (up to
 	// wal_decode_buffer_size of archived WAL, and the consistent point).
 	Standby bool
+	// Signal is the signal file the restore leaves: SignalRecovery (the
+	// zero value) for point-in-time recovery and pg_standby-mode standbys,
+	// SignalStandby for a standby.signal standby, SignalNone for a tool that
+	// writes its own (Patroni's replica method). Whichever it is, the other
+	// signal file goes: a recovery.signal left beside standby.signal
+	// outlives a promotion (the server removes only standby.signal) and
+	// sends the next plain restart into archive recovery, on a new timeline.
+	Signal Signal
 	// TablespaceMap moves tablespaces: old location → new location.
 	TablespaceMap map[string]string
 	// Force restores into non-empty directories after emptying them.
 	Force    bool
 	Progress Progress
 	Logger   *slog.Logger
+}
+
+// Signal names the signal file a restore leaves in the data directory.
+type Signal string
+
+// The signal files Restore can leave.
+const (
+	SignalRecovery Signal = "recovery" // recovery.signal: recover, then promote (or wait, with walship wait)
+	SignalStandby  Signal = "standby"  // standby.signal: a standby, promoted by pg_promote()
+	SignalNone     Signal = "none"     // neither: the caller (Patroni) writes its own
+)
+
+// ParseSignal parses a --signal value; "" is SignalRecovery.
+func ParseSignal(s string) (Signal, error) {
+	switch Signal(s) {
+	case "", SignalRecovery:
+		return SignalRecovery, nil
+	case SignalStandby, SignalNone:
+		return Signal(s), nil
+	}
+	return "", fmt.Errorf("signal %q: use recovery, standby or none", s)
 }
 
 // ErrNotEmpty says a directory to restore into holds files.

@@ -547,3 +547,38 @@ func TestCleanupKeepsBackupWAL(t *testing.T) {
 	}
 	s.restoreRows(t, "1,2,3,4,5,6")
 }
+
+// restore --signal standby leaves standby.signal and no recovery.signal: the
+// standby, promoted with pg_promote(), stays on its new timeline across a
+// plain restart (a recovery.signal left behind sent it into archive
+// recovery and onto yet another timeline).
+func TestRestoreSignalStandby(t *testing.T) {
+	s := newBackupSetup(t)
+	s.primary.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	s.primary.Exec(t, "INSERT INTO t SELECT generate_series(1, 10)")
+	s.backup(t, s.primary)
+	s.primary.Exec(t, "INSERT INTO t SELECT generate_series(11, 20)")
+	s.archiveAll(t)
+	c := s.restoreStopped(t, "--signal", "standby")
+	for f, want := range map[string]bool{"standby.signal": true, "recovery.signal": false} {
+		if _, err := os.Stat(filepath.Join(c.DataDir, f)); (err == nil) != want {
+			t.Errorf("%s there: %v, want %v", f, err == nil, want)
+		}
+	}
+	c.Start(t)
+	c.WaitFor(t, "SELECT count(*) FROM t", "20", time.Minute)
+	if got := c.QueryValue(t, "SELECT pg_is_in_recovery()"); got != "t" {
+		t.Fatalf("restored with --signal standby: pg_is_in_recovery = %s, want a standby", got)
+	}
+	c.Exec(t, "SELECT pg_promote()")
+	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	c.Exec(t, "CHECKPOINT")
+	tli := c.QueryValue(t, "SELECT timeline_id FROM pg_control_checkpoint()")
+	c.Restart(t)
+	if got := c.QueryValue(t, "SELECT pg_is_in_recovery()"); got != "f" {
+		t.Errorf("after a restart the promoted standby is in recovery again")
+	}
+	if got := c.QueryValue(t, "SELECT timeline_id FROM pg_control_checkpoint()"); got != tli {
+		t.Errorf("a plain restart moved the promoted standby from timeline %s to %s", tli, got)
+	}
+}

@@ -134,8 +134,14 @@ func TestContribPatroniRestoreArgs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("walship-restore.sh: %v\n%s", err, out)
 	}
-	want := "<restore><--archive></srv/walship/demo><--pgdata></srv/data><--force><--target-time><2026-12-01 18:40:50+00><--backup><latest>"
+	want := "<restore><--archive></srv/walship/demo><--pgdata></srv/data><--force><--signal><recovery><--target-time><2026-12-01 18:40:50+00><--backup><latest>"
 	if string(out) != want {
 		t.Errorf("walship called with %s, want %s", out, want)
+	}
+	// As Patroni's replica method: no signal file, Patroni writes its own.
+	cmd = exec.Command("sh", script, "--scope=demo", "--datadir=/srv/data", "--role=replica", "--connstring=host=x")
+	cmd.Env = append(os.Environ(), "WALSHIP_BIN="+fake, "WALSHIP_ARCHIVE=/srv/walship/demo")
+	if out, err = cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "<--signal><none>") {
+		t.Errorf("replica method: walship called with %s (%v), want --signal none", out, err)
 	}
 }

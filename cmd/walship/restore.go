@@ -29,6 +29,7 @@ type restoreOptions struct {
 	TargetTimeline string
 	Standby        bool
 	Trigger        string
+	Signal         string // recovery, standby or none
 	TablespaceMap  []string // OLD=NEW
 	Force          bool
 	Prefetch       int
@@ -74,6 +75,19 @@ walship promote writes the trigger; recovery_end_command removes it; and
 recovery_prefetch is off, since the server's WAL read-ahead would wait in
 restore_command while WAL it has read stays unapplied.
 
+--signal says which signal file the restore leaves, and only that one (a
+signal file the backup brought along goes):
+   recovery (the default): recovery.signal, for point-in-time recovery and
+          for --standby; the server promotes at the end of the WAL, or when
+          walship wait answers "not found" on a trigger.
+   standby: standby.signal, for a standby that streams (add
+          primary_conninfo) or follows the archive through walship fetch,
+          and is promoted with pg_promote() or walship promote --pg.
+   none: neither, for a tool that writes its own, such as Patroni's
+          replica method. A recovery.signal left beside the standby.signal
+          Patroni writes outlives a promotion, and the next plain restart
+          of the new primary would enter archive recovery on a new timeline.
+
 The restored server keeps the backup's postgresql.conf, archive_command
 included: once promoted, it archives a new timeline into the archive it
 names. Change archive_command first when that is not wanted.
@@ -94,6 +108,8 @@ Exit codes: 0 restored; 1 failed (a corrupt backup, a non-empty directory);
 			&cli.StringFlag{Name: "target-timeline", Usage: "latest, current or a timeline number"},
 			&cli.BoolFlag{Name: "standby", Usage: "build a pg_standby-mode standby fed by walship wait"},
 			&cli.StringFlag{Name: "trigger", Usage: "with --standby: the trigger `FILE` that ends recovery"},
+			&cli.StringFlag{Name: "signal", Value: "recovery",
+				Usage: "the signal file to leave: recovery (recovery.signal), standby (standby.signal) or none (Patroni writes its own)"},
 			&cli.StringSliceFlag{Name: "tablespace-map", Usage: "move a tablespace: `OLD=NEW` directories (repeatable)"},
 			&cli.BoolFlag{Name: "force", Usage: "delete what the data and tablespace directories hold first"},
 			&cli.IntFlag{Name: "prefetch", Usage: "segments walship fetch downloads ahead during recovery"},
@@ -113,6 +129,7 @@ Exit codes: 0 restored; 1 failed (a corrupt backup, a non-empty directory);
 				TargetTimeline: c.String("target-timeline"),
 				Standby:        c.Bool("standby"),
 				Trigger:        c.String("trigger"),
+				Signal:         c.String("signal"),
 				TablespaceMap:  c.StringSlice("tablespace-map"),
 				Force:          c.Bool("force"),
 				Prefetch:       c.Int("prefetch"),
@@ -155,6 +172,14 @@ func runRestore(ctx context.Context, g *globals, opts restoreOptions) error {
 	if opts.Prefetch < 0 {
 		return usagef("--prefetch must not be negative")
 	}
+	signal, err := backup.ParseSignal(opts.Signal)
+	if err != nil {
+		return usageError{err}
+	}
+	if opts.Standby && signal != backup.SignalRecovery {
+		return usagef("--standby builds a pg_standby-mode standby, which needs recovery.signal: drop --signal %s", opts.Signal)
+	}
+
 	tsMap := map[string]string{}
 	for _, kv := range opts.TablespaceMap {
 		old, dir, ok := strings.Cut(kv, "=")
@@ -181,6 +206,7 @@ func runRestore(ctx context.Context, g *globals, opts restoreOptions) error {
 		Target:        target,
 		TablespaceMap: tsMap,
 		Force:         opts.Force,
+		Signal:        signal,
 		Logger:        g.logger,
 	}
 	q := backup.ShellQuote

@@ -11,10 +11,13 @@
 # --target-time or --backup, quoted as in a shell:
 # WALSHIP_RESTORE_ARGS="--target-time '2026-12-01 18:40:50+00'").
 set -eu
-datadir=
+datadir= signal=recovery
 for arg in "$@"; do
 	case $arg in
 	--datadir=*) datadir=${arg#--datadir=} ;;
+	# Creating a replica: Patroni writes standby.signal itself, and a
+	# recovery.signal beside it would outlive the replica's promotion.
+	--role=*) signal=none ;;
 	esac
 done
 if [ -z "$datadir" ]; then
@@ -26,4 +29,4 @@ fi
 # that a time with a space stays one argument.
 eval "set -- ${WALSHIP_RESTORE_ARGS:-}"
 # Patroni may leave an empty or half-made directory from an earlier attempt.
-exec "${WALSHIP_BIN:-walship}" restore --archive "$WALSHIP_ARCHIVE" --pgdata "$datadir" --force "$@"
+exec "${WALSHIP_BIN:-walship}" restore --archive "$WALSHIP_ARCHIVE" --pgdata "$datadir" --force --signal "$signal" "$@"
