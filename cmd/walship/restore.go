@@ -29,7 +29,7 @@ type restoreOptions struct {
 	TargetTimeline string
 	Standby        bool
 	Trigger        string
-	Signal         string // recovery, standby or none
+	Signal         string   // recovery, standby or none
 	TablespaceMap  []string // OLD=NEW
 	Force          bool
 	Prefetch       int
