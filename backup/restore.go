@@ -95,9 +95,25 @@ func Restore(ctx context.Context, st archive.Storage, opts RestoreOptions) (Meta
 	if err != nil {
 		return Meta{}, err
 	}
-	m, err := Choose(l.Complete, opts.BackupID, opts.Target)
+	tli, history, err := recoveryTimeline(ctx, st, opts.Target.Timeline, l.Complete)
 	if err != nil {
 		return Meta{}, err
+	}
+	usable := onTimeline(l.Complete, tli, history)
+	m, err := Choose(usable, opts.BackupID, opts.Target)
+	if err != nil && len(usable) < len(l.Complete) {
+		if named, nerr := Choose(l.Complete, opts.BackupID, opts.Target); nerr == nil {
+			return Meta{}, fmt.Errorf("backup %s (timeline %d, ending at %s) cannot recover onto timeline %d, which recovery targets: "+
+				"its history leaves that backup's timeline before the backup ends, or never passes it; "+
+				"pick a backup with walship info, or set --target-timeline", named.ID, named.StopTimeline, named.StopLSN, tli)
+		}
+	}
+	if err != nil {
+		return Meta{}, err
+	}
+	if len(usable) < len(l.Complete) {
+		log.Info("chose among the backups on the target timeline's history", "timeline", tli,
+			"usable", len(usable), "complete", len(l.Complete))
 	}
 	log = log.With("backup", m.ID)
 

@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -580,5 +581,63 @@ func TestRestoreSignalStandby(t *testing.T) {
 	}
 	if got := c.QueryValue(t, "SELECT timeline_id FROM pg_control_checkpoint()"); got != tli {
 		t.Errorf("a plain restart moved the promoted standby from timeline %s to %s", tli, got)
+	}
+}
+
+// After a fork (a point-in-time recovery promoted onto timeline 2, archiving
+// into the same archive) the old primary, still on timeline 1, took a newer
+// backup. A restore to the latest timeline must pick the older backup, whose
+// WAL lies on timeline 2's history: the newer one made the server refuse to
+// start ("requested timeline 2 is not a child of this server's history").
+func TestRestoreAfterFork(t *testing.T) {
+	s := newBackupSetup(t)
+	p := s.primary
+	p.Exec(t, "CREATE TABLE t (id int PRIMARY KEY)")
+	p.Exec(t, "INSERT INTO t SELECT generate_series(1, 10)")
+	older := s.backup(t, p)
+	p.Exec(t, "INSERT INTO t SELECT generate_series(11, 20)")
+	p.Exec(t, "SELECT pg_create_restore_point('fork')")
+	s.archiveAll(t)
+
+	// The fork: restored to 'fork', promoted, archiving timeline 2 into
+	// the same archive (the backup's archive_command).
+	fork := pgtest.Adopt(t, pgtest.Options{}, func(dir string) {
+		s.walship(t, "restore", "--archive", s.arch, "--pgdata", dir, "--target-name", "fork", "--target-action", "promote")
+	})
+	fork.Start(t)
+	fork.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
+	fork.Exec(t, "INSERT INTO t SELECT generate_series(100, 110)")
+	seg := fork.SwitchWAL(t)
+	fork.WaitFor(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", time.Minute)
+	fork.Stop(t)
+
+	// The old primary goes on on timeline 1 and takes a newer backup.
+	p.Exec(t, "INSERT INTO t SELECT generate_series(21, 30)")
+	newer := s.backup(t, p)
+	s.archiveAll(t)
+	if newer.ID == older.ID {
+		t.Fatal("no newer backup")
+	}
+
+	var want []string
+	for i := 1; i <= 20; i++ {
+		want = append(want, strconv.Itoa(i))
+	}
+	for i := 100; i <= 110; i++ {
+		want = append(want, strconv.Itoa(i))
+	}
+	c := s.restoreRows(t, strings.Join(want, ","))
+	if got := c.QueryValue(t, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"); got != "00000003" {
+		t.Errorf("restored onto timeline %s, want 00000003 (after 2)", got)
+	}
+	// Restoring the newer backup by name onto timeline 2 is refused,
+	// saying why, before anything is written.
+	dir := filepath.Join(pgtest.TempDir(t), "data")
+	out, err := s.walshipErr("restore", "--archive", s.arch, "--pgdata", dir, "--backup", newer.ID)
+	if err == nil || !strings.Contains(out, "cannot recover onto timeline 2") {
+		t.Errorf("restore of the newer timeline-1 backup onto timeline 2: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(dir); err == nil {
+		t.Errorf("the refused restore wrote %s", dir)
 	}
 }
