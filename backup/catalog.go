@@ -17,6 +17,10 @@ type Catalog struct {
 	Backups    []Meta           `json:"backups"`    // complete, oldest first
 	Incomplete []string         `json:"incomplete"` // ids of backups without backup.json
 	Timelines  []TimelineWAL    `json:"timelines"`
+	// RecoversOnto lists, by backup id, the timelines known to the archive
+	// that the backup can recover onto (see Usable): after a fork, a backup
+	// of the old primary taken since cannot recover onto the new timeline.
+	RecoversOnto map[string][]wal.TimeLine `json:"recovers_onto"`
 	// History holds the parsed history file of each timeline that has one.
 	History map[wal.TimeLine][]wal.HistoryEntry `json:"-"`
 	// Files are the WAL files, by name without compression suffix.
@@ -112,7 +116,38 @@ func ReadCatalog(ctx context.Context, st archive.Storage) (*Catalog, error) {
 		c.Timelines = append(c.Timelines, *t)
 	}
 	sort.Slice(c.Timelines, func(i, j int) bool { return c.Timelines[i].Timeline < c.Timelines[j].Timeline })
+	c.RecoversOnto = recoversOnto(c)
 	return c, nil
+}
+
+// recoversOnto works out Catalog.RecoversOnto.
+func recoversOnto(c *Catalog) map[string][]wal.TimeLine {
+	known := map[wal.TimeLine]bool{1: true}
+	for _, t := range c.Timelines {
+		known[t.Timeline] = true
+	}
+	for t := range c.History {
+		known[t] = true
+	}
+	for _, m := range c.Backups {
+		known[m.StopTimeline] = true
+	}
+	tlis := make([]wal.TimeLine, 0, len(known))
+	for t := range known {
+		tlis = append(tlis, t)
+	}
+	sort.Slice(tlis, func(i, j int) bool { return tlis[i] < tlis[j] })
+	out := map[string][]wal.TimeLine{}
+	for _, m := range c.Backups {
+		list := []wal.TimeLine{}
+		for _, t := range tlis {
+			if Usable(m, t, c.History[t]) {
+				list = append(list, t)
+			}
+		}
+		out[m.ID] = list
+	}
+	return out
 }
 
 func readHistory(ctx context.Context, st archive.Storage, name string) ([]wal.HistoryEntry, error) {

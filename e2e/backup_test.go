@@ -630,10 +630,24 @@ func TestRestoreAfterFork(t *testing.T) {
 	if got := c.QueryValue(t, "SELECT substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8)"); got != "00000003" {
 		t.Errorf("restored onto timeline %s, want 00000003 (after 2)", got)
 	}
+	// info says which backup recovers onto which timeline.
+	out, err := s.walshipErr("info", "--archive", s.arch, "--json")
+	var info struct {
+		RecoversOnto map[string][]int `json:"recovers_onto"`
+	}
+	if err != nil || json.Unmarshal([]byte(out), &info) != nil {
+		t.Fatalf("walship info --json: %v\n%s", err, out)
+	}
+	if got, want := fmt.Sprint(info.RecoversOnto[older.ID]), "[1 2]"; got != want {
+		t.Errorf("older backup recovers onto %s, want %s", got, want)
+	}
+	if got, want := fmt.Sprint(info.RecoversOnto[newer.ID]), "[1]"; got != want {
+		t.Errorf("newer backup recovers onto %s, want %s", got, want)
+	}
 	// Restoring the newer backup by name onto timeline 2 is refused,
 	// saying why, before anything is written.
 	dir := filepath.Join(pgtest.TempDir(t), "data")
-	out, err := s.walshipErr("restore", "--archive", s.arch, "--pgdata", dir, "--backup", newer.ID)
+	out, err = s.walshipErr("restore", "--archive", s.arch, "--pgdata", dir, "--backup", newer.ID)
 	if err == nil || !strings.Contains(out, "cannot recover onto timeline 2") {
 		t.Errorf("restore of the newer timeline-1 backup onto timeline 2: %v\n%s", err, out)
 	}

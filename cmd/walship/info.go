@@ -125,15 +125,25 @@ func printCatalog(out io.Writer, c *backup.Catalog) {
 	if len(c.Backups) == 0 {
 		fmt.Fprintln(w, "no complete backups")
 	} else {
-		fmt.Fprintln(w, "BACKUP\tSTARTED\tTOOK\tSIZE\tSTORED\tLSN\tTIMELINE\tFROM")
+		fmt.Fprintln(w, "BACKUP\tSTARTED\tTOOK\tSIZE\tSTORED\tLSN\tTIMELINE\tFROM\tRECOVERS ONTO")
 		for _, m := range c.Backups {
 			from := "primary"
 			if m.FromStandby {
 				from = "standby"
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s - %s\t%d\t%s\n", m.ID, m.StartTime.Format(time.RFC3339),
+			onto := "no timeline"
+			if tl := c.RecoversOnto[m.ID]; len(tl) > 0 {
+				onto = "timeline"
+				for i, t := range tl {
+					if i > 0 {
+						onto += ","
+					}
+					onto += fmt.Sprintf(" %d", t)
+				}
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s - %s\t%d\t%s\t%s\n", m.ID, m.StartTime.Format(time.RFC3339),
 				m.StopTime.Sub(m.StartTime).Round(time.Second), humanBytes(m.Size), humanBytes(m.Stored),
-				m.StartLSN, m.StopLSN, m.StopTimeline, from)
+				m.StartLSN, m.StopLSN, m.StopTimeline, from, onto)
 		}
 	}
 	for _, id := range c.Incomplete {
