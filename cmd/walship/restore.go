@@ -58,7 +58,10 @@ that walship fetch hands it. Run as root, restore gives every file to the
 user the server ran as when the backup was taken (if this host has it).
 
 Without --backup, restore picks the newest complete backup that ends before
-a --target-time or --target-lsn, or the newest one for other targets. Which
+a --target-time or --target-lsn, or the newest one for other targets, among
+those on the history of the timeline recovery ends on (--target-timeline;
+latest is the newest archived timeline): after a fork, a newer backup of the
+old primary cannot recover onto the new timeline. Which
 backup precedes a transaction id or a restore point cannot be known: name
 an older one with --backup when the newest is too recent.
 
