@@ -113,7 +113,7 @@ func readChecksum(ctx context.Context, st Storage, name string) (Checksum, error
 	return parseChecksum(b)
 }
 
-// hashingReader hashes and counts what it reads.
+// hashingReader counts what it reads, and hashes it into h when h is set.
 type hashingReader struct {
 	r io.Reader
 	h hash.Hash64
@@ -122,7 +122,9 @@ type hashingReader struct {
 
 func (h *hashingReader) Read(p []byte) (int, error) {
 	n, err := h.r.Read(p)
-	h.h.Write(p[:n])
+	if h.h != nil {
+		h.h.Write(p[:n])
+	}
 	h.n += int64(n)
 	return n, err
 }
@@ -187,12 +189,12 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 			rc.Close()
 			return nil, 0, err
 		}
-		raw := &RawReader{rc: rc, name: name, size: fi.Size, flat: path == FlatPath(name)}
+		raw := &RawReader{rc: rc, hr: hashingReader{r: rc}, name: name, flat: path == FlatPath(name)}
 		if path == WALPath(name, "") {
 			c, err := readChecksum(ctx, st, name)
 			switch {
 			case err == nil:
-				raw.want, raw.h = &c, xxhash.New()
+				raw.want, raw.hr.h = &c, xxhash.New()
 			case !IsNotExist(err):
 				rc.Close()
 				return nil, 0, fmt.Errorf("%s: read its checksum: %w", name, err)
@@ -208,11 +210,9 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 // an error matching ErrCorrupt.
 type RawReader struct {
 	rc   io.ReadCloser
+	hr   hashingReader // of rc; hashes only when want is set
 	name string
-	size int64
 	want *Checksum // nil: no checksum file
-	h    hash.Hash64
-	n    int64
 	flat bool
 }
 
@@ -225,13 +225,9 @@ func (r *RawReader) Flat() bool { return r.flat }
 func (r *RawReader) Checked() bool { return r.want != nil }
 
 func (r *RawReader) Read(p []byte) (int, error) {
-	n, err := r.rc.Read(p)
-	r.n += int64(n)
-	if r.h != nil {
-		r.h.Write(p[:n])
-	}
+	n, err := r.hr.Read(p)
 	if err == io.EOF && r.want != nil {
-		if got := (Checksum{Sum: r.h.Sum64(), Size: r.n}); got != *r.want {
+		if got := (Checksum{Sum: r.hr.h.Sum64(), Size: r.hr.n}); got != *r.want {
 			return n, fmt.Errorf("%w: %s does not match its checksum file (%s): read %d bytes, xxh64 %016x; want %d bytes, xxh64 %016x",
 				ErrCorrupt, r.name, ChecksumPath(r.name), got.Size, got.Sum, r.want.Size, r.want.Sum)
 		}

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -100,22 +101,13 @@ func walshipPIDs(bin string, words ...string) []int {
 		args := strings.Split(string(b), "\x00")
 		ok := true
 		for _, w := range words {
-			ok = ok && slicesContains(args, w)
+			ok = ok && slices.Contains(args, w)
 		}
 		if ok {
 			pids = append(pids, pid)
 		}
 	}
 	return pids
-}
-
-func slicesContains(s []string, w string) bool {
-	for _, x := range s {
-		if x == w {
-			return true
-		}
-	}
-	return false
 }
 
 // waitingWait returns the pid of the walship wait that the standby of p runs

@@ -126,10 +126,8 @@ func roleOf(args []string) role {
 	// in restore_command or archive_command ("walship wiat %f %p"). Exit 2
 	// would be "not found" to a restore command; stopping recovery is the
 	// safe reading, and to the archiver it is a retry after a restart.
-	for _, a := range args {
-		if _, err := wal.ParseName(a); err == nil && !namesCommand(args) {
-			return roleRestore
-		}
+	if !namesCommand(args) && slices.ContainsFunc(args, func(a string) bool { _, err := wal.ParseName(a); return err == nil }) {
+		return roleRestore
 	}
 	return roleOperator
 }
@@ -169,21 +167,17 @@ func outcomeOf(err error) outcome {
 
 // exitCodeFor returns the exit code of err for a command of role r.
 func exitCodeFor(r role, err error) int {
-	return exitTable[r][outcomeOf(err)].codeOr(exitFailed)
+	if e, ok := exitTable[r][outcomeOf(err)]; ok {
+		return e.code
+	}
+	return exitFailed // an outcome the role does not have: a failure
 }
 
 // exitCode is exitCodeFor for an operator's command; tests of commands that
 // PostgreSQL does not run use it.
 func exitCode(err error) int { return exitCodeFor(roleOperator, err) }
 
-func (e exitEntry) codeOr(def int) int {
-	if e.meaning == "" {
-		return def
-	}
-	return e.code
-}
-
-// exitSignal returns the exit code for a process of role r stopped by sig,
+// exitSignal returns the exit code of a walship stopped by sig, whatever its role,
 // used only when dying by the signal itself was not possible (it was
 // ignored when walship started). 128+n is what a shell reports for death by
 // signal n, and PostgreSQL reads it as such: above 125, never "not found".
