@@ -140,3 +140,26 @@ func TestRestoreRefusesInconsistentHistory(t *testing.T) {
 		t.Errorf("history naming its own timeline: %v, want ErrBadWAL", err)
 	}
 }
+
+// A raw segment copied in moments ago whose records fail may still be being
+// written where a tool preallocated it: wait gives it time (10 s) before
+// taking it for damage.
+func TestWaitGivesFreshRawCopyTime(t *testing.T) {
+	e := newRealArchive(t)
+	seg := realSegment(t)
+	half := bytes.Clone(seg)
+	clear(half[len(half)/2:]) // preallocated, written halfway
+	p := e.copyRaw(realName, half)
+	now := time.Now()
+	os.Chtimes(p, now, now)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := e.waiter().Wait(ctx, realName, e.dest); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fresh, half-written raw copy: %v, want to keep waiting", err)
+	}
+	old := now.Add(-time.Minute)
+	os.Chtimes(p, old, old)
+	if err := e.waiter().Wait(context.Background(), realName, e.dest); !errors.Is(err, ErrBadWAL) {
+		t.Errorf("the same copy, a minute old: %v, want ErrBadWAL", err)
+	}
+}
