@@ -272,7 +272,7 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 
 	segs := neededSegments(m)
 	m.StartWAL, m.StopWAL = segs[0], segs[len(segs)-1]
-	if err := waitWAL(ctx, st, segs, opts, log); err != nil {
+	if err := waitWAL(ctx, st, segs, m.FromStandby, opts, log); err != nil {
 		return Meta{}, err
 	}
 	if err := checkIdentity(ctx, st, si); err != nil {
@@ -368,8 +368,14 @@ func neededSegments(m Meta) []string {
 	return names
 }
 
-// waitWAL waits until every segment of names is archived.
-func waitWAL(ctx context.Context, st archive.Storage, names []string, opts Options, log *slog.Logger) error {
+// walWaitReport is how often waitWAL says again that it is still waiting.
+const walWaitReport = 30 * time.Second
+
+// waitWAL waits until every segment of names is archived. fromStandby says
+// the backup came from a standby, whose last segment only the primary can
+// archive: on an idle primary that happens at its next archive_timeout, so
+// the wait says so, and names the fix, from the start.
+func waitWAL(ctx context.Context, st archive.Storage, names []string, fromStandby bool, opts Options, log *slog.Logger) error {
 	timeout, poll := opts.WALTimeout, opts.Poll
 	if timeout <= 0 {
 		timeout = DefaultWALTimeout
@@ -377,8 +383,9 @@ func waitWAL(ctx context.Context, st archive.Storage, names []string, opts Optio
 	if poll <= 0 {
 		poll = DefaultPoll
 	}
-	deadline := opts.now().Add(timeout)
-	logged := false
+	start := opts.now()
+	deadline := start.Add(timeout)
+	var reported time.Time
 	// Where the backend can tell, wake up as soon as a file arrives; poll
 	// as well, since a watch is only a hint.
 	var arrived <-chan struct{}
@@ -401,15 +408,21 @@ func waitWAL(ctx context.Context, st archive.Storage, names []string, opts Optio
 		if !archive.IsNotExist(err) {
 			log.Warn("cannot read the archive, retrying", "err", err)
 		}
-		if opts.now().After(deadline) {
-			return fmt.Errorf("%w: segment %s, which the backup needs, is not in the archive after %v: "+
-				"check that archive_command (walship push) works (pg_stat_archiver); "+
-				"on a standby, switch WAL on the primary (SELECT pg_switch_wal()) or set archive_timeout there",
-				ErrWALMissing, names[i], timeout)
+		now := opts.now()
+		if now.After(deadline) {
+			return fmt.Errorf("%w: segment %s, which the backup needs, is not in the archive after %v: %s",
+				ErrWALMissing, names[i], timeout, walFix(fromStandby))
 		}
-		if !logged {
-			log.Info("waiting for the archive to hold the WAL the backup needs", "segment", names[i], "timeout", timeout)
-			logged = true
+		if reported.IsZero() || now.Sub(reported) >= walWaitReport {
+			if fromStandby {
+				log.Info("waiting for the primary to archive the segment the backup from a standby ends in; "+
+					"an idle primary archives it only at its next archive_timeout",
+					"segment", names[i], "waited", now.Sub(start).Round(time.Second), "timeout", timeout, "fix", walFix(true))
+			} else {
+				log.Info("waiting for the archive to hold the WAL the backup needs",
+					"segment", names[i], "waited", now.Sub(start).Round(time.Second), "timeout", timeout)
+			}
+			reported = now
 		}
 		report(opts.Progress, Status{Phase: "wal", Detail: names[i]})
 		select {
@@ -423,6 +436,16 @@ func waitWAL(ctx context.Context, st archive.Storage, names []string, opts Optio
 		}
 	}
 	return nil
+}
+
+// walFix says what makes the WAL a backup waits for reach the archive.
+func walFix(fromStandby bool) string {
+	if fromStandby {
+		return "on the primary, set archive_timeout (60s, say) so that an idle primary archives its " +
+			"current segment, or run SELECT pg_switch_wal() there; check that its archive_command " +
+			"(walship push) works (pg_stat_archiver); or raise --wal-timeout"
+	}
+	return "check that archive_command (walship push) works (pg_stat_archiver), or raise --wal-timeout"
 }
 
 // archiveName is what the server calls its tar archives.

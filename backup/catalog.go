@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"fmt"
-	"io"
 	"sort"
 	"strings"
 
@@ -21,6 +20,11 @@ type Catalog struct {
 	// that the backup can recover onto (see Usable): after a fork, a backup
 	// of the old primary taken since cannot recover onto the new timeline.
 	RecoversOnto map[string][]wal.TimeLine `json:"recovers_onto"`
+	// Diverged lists the timelines that have WAL archived after a newer
+	// timeline left them: two servers whose histories diverged (a
+	// failed-over old primary, the source of a point-in-time restore)
+	// have both archived here.
+	Diverged []Divergence `json:"diverged,omitempty"`
 	// History holds the parsed history file of each timeline that has one.
 	History map[wal.TimeLine][]wal.HistoryEntry `json:"-"`
 	// Files are the WAL files, by name without compression suffix.
@@ -91,7 +95,7 @@ func ReadCatalog(ctx context.Context, st archive.Storage) (*Catalog, error) {
 			t.Stored += fi.Size
 		case wal.History:
 			tl(n.TLI).History = true
-			h, err := readHistory(ctx, st, base)
+			h, err := archive.ReadHistory(ctx, st, n.TLI)
 			if err != nil {
 				return nil, err
 			}
@@ -117,7 +121,67 @@ func ReadCatalog(ctx context.Context, st archive.Storage) (*Catalog, error) {
 	}
 	sort.Slice(c.Timelines, func(i, j int) bool { return c.Timelines[i].Timeline < c.Timelines[j].Timeline })
 	c.RecoversOnto = recoversOnto(c)
+	c.Diverged = diverged(c, tls)
 	return c, nil
+}
+
+// Divergence is WAL of a timeline archived after a newer one left it.
+type Divergence struct {
+	Timeline wal.TimeLine `json:"timeline"`
+	Newer    wal.TimeLine `json:"newer_timeline"` // the first timeline to leave it
+	At       wal.LSN      `json:"fork_lsn"`       // where Newer left it
+	First    string       `json:"first"`          // the first segment wholly after At
+	Last     string       `json:"last"`
+	Segments int          `json:"segments"`
+}
+
+// diverged works out Catalog.Diverged: for each timeline, the segments
+// that begin at or after the earliest point where a newer timeline left it.
+func diverged(c *Catalog, tls map[wal.TimeLine]*TimelineWAL) []Divergence {
+	var out []Divergence
+	for _, t := range c.Timelines {
+		d := Divergence{Timeline: t.Timeline}
+		for child, h := range c.History {
+			for _, e := range h {
+				if e.TLI == t.Timeline && (d.Newer == 0 || e.Switch < d.At || e.Switch == d.At && child < d.Newer) {
+					d.Newer, d.At = child, e.Switch
+				}
+			}
+		}
+		if d.Newer == 0 {
+			continue
+		}
+		for _, seg := range tls[t.Timeline].segs {
+			if seg.Start(c.Identity.SegmentSize) < d.At {
+				continue
+			}
+			if d.Segments == 0 {
+				d.First = wal.SegmentName(t.Timeline, seg, c.Identity.SegmentSize)
+			}
+			d.Last = wal.SegmentName(t.Timeline, seg, c.Identity.SegmentSize)
+			d.Segments++
+		}
+		if d.Segments > 0 {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// Latest is the newest timeline the archive knows of: the one a restore to
+// recovery_target_timeline 'latest' ends on.
+func (c *Catalog) Latest() wal.TimeLine {
+	latest := wal.TimeLine(1)
+	for _, t := range c.Timelines {
+		latest = max(latest, t.Timeline)
+	}
+	for t := range c.History {
+		latest = max(latest, t)
+	}
+	for _, m := range c.Backups {
+		latest = max(latest, m.StopTimeline)
+	}
+	return latest
 }
 
 // recoversOnto works out Catalog.RecoversOnto.
@@ -148,23 +212,6 @@ func recoversOnto(c *Catalog) map[string][]wal.TimeLine {
 		out[m.ID] = list
 	}
 	return out
-}
-
-func readHistory(ctx context.Context, st archive.Storage, name string) ([]wal.HistoryEntry, error) {
-	rc, _, err := archive.OpenWAL(ctx, st, name)
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	h, err := wal.ParseHistory(b)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", name, err)
-	}
-	return h, nil
 }
 
 // Chain returns the segments that recovery from backup m to the end of the

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -72,10 +73,12 @@ func writeRecovery(pgdata string, m Meta, opts RestoreOptions) error {
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
-	if len(old) > 0 && old[len(old)-1] != '\n' {
-		old = append(old, '\n')
+	lines := recoverySettings(m, opts, time.Now())
+	kept := withoutOwnSettings(string(old), lines)
+	if len(kept) > 0 && !strings.HasSuffix(kept, "\n") {
+		kept += "\n"
 	}
-	b := append(old, strings.Join(recoverySettings(m, opts, time.Now()), "\n")+"\n"...)
+	b := []byte(kept + strings.Join(lines, "\n") + "\n")
 	if err := writeFileSync(p, b); err != nil {
 		return fmt.Errorf("write recovery settings: %w", err)
 	}
@@ -102,6 +105,72 @@ func writeRecovery(pgdata string, m Meta, opts RestoreOptions) error {
 
 // ConfQuote quotes s as a postgresql.conf string value: quotes doubled,
 // backslashes escaped, since the server reads backslash escapes there, and
+// ownComments start the comment lines recoverySettings writes; the first
+// one heads its block.
+var ownComments = []string{"# Recovery settings written by walship restore", "# Remove them once recovery is over.",
+	"# The read-ahead would wait in restore_command"}
+
+// ownSettings are the names recoverySettings may write.
+var ownSettings = append([]string{"restore_command", "recovery_end_command", "archive_cleanup_command",
+	"recovery_target_action", "recovery_target_timeline", "recovery_prefetch"}, recoveryTargets...)
+
+// withoutOwnSettings returns conf, the text of a postgresql.auto.conf,
+// without what an earlier walship restore wrote there: each of its blocks
+// (its heading comment and the comments and settings of its own that
+// follow), and every other line setting a name that lines set again. The
+// server applies the last line of a name, so the earlier ones are dead, but
+// a data directory restored from a backup of a restored cluster would
+// otherwise carry one block more per generation, and a setting of the
+// older block that the new one leaves out (a recovery_target_action) would
+// still apply. Everything else stays as it is.
+func withoutOwnSettings(conf string, lines []string) string {
+	set := map[string]bool{}
+	for _, l := range lines {
+		if n := settingName(l); n != "" {
+			set[n] = true
+		}
+	}
+	var b strings.Builder
+	inBlock := false
+	for l := range strings.SplitAfterSeq(conf, "\n") {
+		trimmed := strings.TrimSpace(l)
+		name := settingName(trimmed)
+		comment := slices.ContainsFunc(ownComments, func(c string) bool { return strings.HasPrefix(trimmed, c) })
+		switch {
+		case strings.HasPrefix(trimmed, ownComments[0]):
+			inBlock = true
+		case inBlock && (comment || slices.Contains(ownSettings, name)):
+		default:
+			inBlock = false
+			if !set[name] && !comment {
+				b.WriteString(l)
+			}
+		}
+	}
+	return b.String()
+}
+
+// settingName returns the lower-case name a postgresql.conf line sets
+// ("name = value", "name value" or "name=value"), or "" for a comment, a
+// blank line or anything else.
+func settingName(line string) string {
+	line = strings.TrimSpace(line)
+	end := strings.IndexFunc(line, func(r rune) bool {
+		return !(r == '_' || r == '.' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z')
+	})
+	if end <= 0 {
+		return ""
+	}
+	rest := strings.TrimLeft(line[end:], " \t")
+	if rest == line[end:] && !strings.HasPrefix(rest, "=") && rest != "" {
+		return "" // "name" must be followed by blanks or "="
+	}
+	if rest == "" || strings.HasPrefix(rest, "#") {
+		return ""
+	}
+	return strings.ToLower(line[:end])
+}
+
 // line ends written as \n and \r, since a string cannot span lines.
 func ConfQuote(s string) string {
 	s = confEscaper.Replace(s)

@@ -3,7 +3,6 @@ package backup
 import (
 	"context"
 	"fmt"
-	"io"
 	"strconv"
 	"strings"
 
@@ -64,23 +63,13 @@ func recoveryTimeline(ctx context.Context, st archive.Storage, setting string, b
 	if tli == 1 {
 		return 1, nil, nil
 	}
-	name := wal.HistoryName(tli)
-	rc, _, err := archive.OpenWAL(ctx, st, name)
+	h, err := archive.ReadHistory(ctx, st, tli)
 	if archive.IsNotExist(err) {
 		// Only backups on the timeline itself can be checked.
 		return tli, nil, nil
 	}
 	if err != nil {
-		return 0, nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	defer rc.Close()
-	b, err := io.ReadAll(io.LimitReader(rc, 1<<20))
-	if err != nil {
-		return 0, nil, fmt.Errorf("read %s: %w", name, err)
-	}
-	h, err := wal.ParseHistory(b)
-	if err != nil {
-		return 0, nil, fmt.Errorf("%s: %w", name, err)
+		return 0, nil, err
 	}
 	return tli, h, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"time"
 
@@ -79,10 +80,38 @@ func Verify(ctx context.Context, st archive.Storage, prog Progress) (*Catalog, R
 					m.ID, len(missing), missing[len(missing)-1])})
 		}
 	}
+	r.Problems = append(r.Problems, timelineProblems(c)...)
 	if r.TempFiles, err = ReadTemp(ctx, st, time.Now()); err != nil {
 		return nil, r, err
 	}
 	return c, r, nil
+}
+
+// timelineProblems reports WAL archived after a newer timeline left its
+// own, which two servers with diverged histories leave behind, and the
+// backups that cannot recover onto the latest timeline: a restore to the
+// latest timeline passes them over for older ones.
+func timelineProblems(c *Catalog) []Problem {
+	var ps []Problem
+	for _, d := range c.Diverged {
+		ps = append(ps, Problem{File: archive.WALPath(d.First, ""), Problem: fmt.Sprintf(
+			"diverged: %d segments of timeline %d (%s to %s) were archived after timeline %d left it at %s: "+
+				"two servers whose histories diverged archive here (a failed-over old primary, or the source "+
+				"of a point-in-time restore); fence the one that should have stopped",
+			d.Segments, d.Timeline, d.First, d.Last, d.Newer, d.At)})
+	}
+	latest := c.Latest()
+	for _, m := range c.Backups {
+		if slices.Contains(c.RecoversOnto[m.ID], latest) {
+			continue
+		}
+		ps = append(ps, Problem{File: m.Dir(), Problem: fmt.Sprintf(
+			"backup %s cannot recover onto the latest timeline %d, whose history does not pass through "+
+				"where the backup ends (timeline %d at %s): a restore to the latest timeline passes it over; "+
+				"it recovers onto timelines %v only",
+			m.ID, latest, m.StopTimeline, m.StopLSN, c.RecoversOnto[m.ID])})
+	}
+	return ps
 }
 
 // checkWAL reads one archived WAL file in full.

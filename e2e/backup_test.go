@@ -644,6 +644,27 @@ func TestRestoreAfterFork(t *testing.T) {
 	if got, want := fmt.Sprint(info.RecoversOnto[newer.ID]), "[1]"; got != want {
 		t.Errorf("newer backup recovers onto %s, want %s", got, want)
 	}
+	// verify reports the WAL timeline 1 got after timeline 2 left it, and
+	// the newer backup, which a restore to the latest timeline passes over.
+	vout, err := exec.Command(s.bin, "verify", "--archive", s.arch, "--json").Output()
+	out = string(vout)
+	var ver struct {
+		Problems []struct{ File, Problem string } `json:"problems"`
+	}
+	if err == nil || json.Unmarshal([]byte(out), &ver) != nil {
+		t.Fatalf("walship verify --json after the fork: %v, want problems\n%s", err, out)
+	}
+	var diverged, passedOver bool
+	for _, p := range ver.Problems {
+		diverged = diverged || strings.HasPrefix(p.Problem, "diverged: ") && strings.Contains(p.Problem, "timeline 1 ")
+		passedOver = passedOver || strings.Contains(p.File, newer.ID) && strings.Contains(p.Problem, "cannot recover onto the latest timeline")
+		if strings.Contains(p.File, older.ID) {
+			t.Errorf("verify flags the older backup, which recovers onto every timeline: %+v", p)
+		}
+	}
+	if !diverged || !passedOver {
+		t.Errorf("verify problems %+v: want timeline 1 diverged (%v) and backup %s passed over (%v)", ver.Problems, diverged, newer.ID, passedOver)
+	}
 	// Restoring the newer backup by name onto timeline 2 is refused,
 	// saying why, before anything is written.
 	dir := filepath.Join(pgtest.TempDir(t), "data")

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -53,19 +52,15 @@ func TestContribPatroniRestore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := pgtest.Adopt(t, pgtest.Options{Conf: []string{
-		"archive_mode = off",
-		// What patroni.yml's recovery_conf makes Patroni write.
-		fmt.Sprintf("restore_command = '%s fetch --archive %s %%f %%p'", s.bin, s.arch),
-		"recovery_target_action = promote",
-	}}, func(dir string) {
+	// patroni.yml keeps the recovery settings and recovery.signal that
+	// walship restore writes (keep_existing_recovery_conf).
+	c := pgtest.Adopt(t, pgtest.Options{Conf: []string{"archive_mode = off"}}, func(dir string) {
 		cmd := exec.Command("sh", script, "--scope=demo", "--datadir="+dir)
 		cmd.Env = append(os.Environ(), "WALSHIP_ARCHIVE="+s.arch, "WALSHIP_BIN="+s.bin)
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("walship-restore.sh: %v\n%s", err, out)
 		}
 	})
-	c.WriteFile(t, "recovery.signal", "")
 	c.Start(t)
 	c.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
 	if got := rows(t, c); got != "1,2" {
@@ -134,14 +129,26 @@ func TestContribPatroniRestoreArgs(t *testing.T) {
 	if err != nil {
 		t.Fatalf("walship-restore.sh: %v\n%s", err, out)
 	}
-	want := "<restore><--archive></srv/walship/demo><--pgdata></srv/data><--force><--signal><recovery><--target-time><2026-12-01 18:40:50+00><--backup><latest>"
+	want := "<restore><--archive></srv/walship/demo><--pgdata></srv/data><--force><--signal><recovery><--target-time><2026-12-01 18:40:50+00><--backup><latest><--target-action><promote>"
 	if string(out) != want {
 		t.Errorf("walship called with %s, want %s", out, want)
 	}
-	// As Patroni's replica method: no signal file, Patroni writes its own.
-	cmd = exec.Command("sh", script, "--scope=demo", "--datadir=/srv/data", "--role=replica", "--connstring=host=x")
+	// As Patroni's replica method: no signal file, Patroni writes its own,
+	// and the method's settings (no_leader, keep_data) are Patroni's.
+	cmd = exec.Command("sh", script, "--scope=demo", "--datadir=/srv/data", "--role=replica", "--connstring=host=x",
+		"--no_leader=True", "--keep_data=False")
 	cmd.Env = append(os.Environ(), "WALSHIP_BIN="+fake, "WALSHIP_ARCHIVE=/srv/walship/demo")
-	if out, err = cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "<--signal><none>") {
-		t.Errorf("replica method: walship called with %s (%v), want --signal none", out, err)
+	want = "<restore><--archive></srv/walship/demo><--pgdata></srv/data><--force><--signal><none>"
+	if out, err = cmd.CombinedOutput(); err != nil || string(out) != want {
+		t.Errorf("replica method: walship called with %s (%v), want %s", out, err, want)
+	}
+	// The target on the bootstrap command line of patroni.yml, as Patroni
+	// splits it (shlex) and adds its own arguments after it; with
+	// WALSHIP_RESTORE_ARGS, those come first.
+	cmd = exec.Command("sh", script, "--target-time", "2026-12-01 18:40:50+00", "--target-action=pause", "--scope=demo", "--datadir=/srv/data")
+	cmd.Env = append(os.Environ(), "WALSHIP_BIN="+fake, "WALSHIP_ARCHIVE=/srv/walship/demo", "WALSHIP_RESTORE_ARGS=--backup 'latest'")
+	want = "<restore><--archive></srv/walship/demo><--pgdata></srv/data><--force><--signal><recovery><--backup><latest><--target-time><2026-12-01 18:40:50+00><--target-action=pause>"
+	if out, err = cmd.CombinedOutput(); err != nil || string(out) != want {
+		t.Errorf("bootstrap with a target: walship called with %s (%v), want %s", out, err, want)
 	}
 }

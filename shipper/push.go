@@ -121,7 +121,42 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 	}
 	p.logger().Info("archived", "file", name, "bytes", size, "compress", p.Compression.String(),
 		"ms", p.now().Sub(start).Milliseconds(), "archive", p.Storage.String())
+	if n.Kind == wal.Segment {
+		p.warnForked(ctx, n, size)
+	}
 	return nil
+}
+
+// warnForked warns, loudly, when the segment n just archived holds only WAL
+// written after a newer timeline left its timeline: the server pushing it
+// went on after another one took its place, and two servers whose
+// histories have diverged now archive here. Both timelines' files keep
+// their own names, so nothing is overwritten and recovery follows the
+// history files, but the old server's new WAL is on no timeline that a
+// restore to the latest one replays: fence it (stop it, or point its
+// archive_command elsewhere) unless it is meant to live on. The push itself
+// has succeeded: refusing it would only fill that server's pg_wal.
+func (p *Pusher) warnForked(ctx context.Context, n wal.Name, segSize int64) {
+	seg, err := n.SegNo(segSize)
+	if err != nil {
+		return
+	}
+	start := seg.Start(segSize)
+	f, ok, err := archive.ForkBefore(ctx, p.Storage, n.TLI, start)
+	if err != nil {
+		p.logger().Warn("cannot read the archive's newer timelines to check for a diverged server", "file", n.String(), "err", err)
+		return
+	}
+	if !ok {
+		return
+	}
+	p.logger().Warn("TWO SERVERS ARCHIVE DIVERGED TIMELINES INTO THIS ARCHIVE: this segment holds WAL of timeline "+
+		fmt.Sprint(f.Parent)+" written after timeline "+fmt.Sprint(f.Child)+" left it at "+f.At.String()+
+		"; the server running this archive_command went on after another server took its place "+
+		"(a failed-over old primary, or the source of a point-in-time restore that archives here too). "+
+		"Fence it: stop it, rebuild it as a standby, or point its archive_command at another archive",
+		"file", n.String(), "timeline", f.Parent, "newer_timeline", f.Child, "fork_lsn", f.At.String(),
+		"archive", p.Storage.String())
 }
 
 // checkSegment checks a segment's size and page header, and the archive's

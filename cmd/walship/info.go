@@ -176,4 +176,9 @@ func printCatalog(out io.Writer, c *backup.Catalog) {
 		}
 	}
 	w.Flush()
+	for _, d := range c.Diverged {
+		fmt.Fprintf(out, "\nWARNING: timeline %d has %d segments (%s to %s) archived after timeline %d left it at %s:\n"+
+			"two servers whose histories diverged archive here; fence the one that should have stopped (walship verify)\n",
+			d.Timeline, d.Segments, d.First, d.Last, d.Newer, d.At)
+	}
 }
