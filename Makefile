@@ -4,7 +4,7 @@ BIN     ?= bin/walship
 VERSION ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: build test test-short fuzz bench demo lint clean
+.PHONY: build test test-majors test-short fuzz bench demo lint clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/walship
@@ -16,6 +16,26 @@ build:
 test:
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 14m ./...
+	$(MAKE) test-majors
+
+# The tests of what differs between PostgreSQL majors (archiving, wait and
+# failover, tail across a segment boundary and a timeline switch, backup
+# and PITR, restore --standby, a fetch standby), on every other major: the
+# server binaries .ci/pg-majors installs (13, 14, 16, 17, 18). The whole
+# suite runs on the default one, Debian's 15. A major not installed is a
+# failure: run .ci/pg-majors install. MAJORS="13 17" narrows the run.
+MAJOR_E2E   ?= ^(TestMajor.*|TestPushArchivesEverySegment|TestWarmStandby(Smart|Fast)Failover|TestTailFailoverLosesAtMostOneInterval|TestBackup(PITR|FromStandby|AcrossTimelines|RestoreStandby)|TestRestoreSignalStandby|TestContribStandbySignalFetch)$$
+MAJOR_UNITS ?= ^(TestTailPG.*|TestBackupRestoreTablespace|TestStandby)$$
+MAJORS      ?=
+test-majors:
+	@set -e; installed=$$(.ci/pg-majors list); \
+	echo "$$installed" | while read -r major bindir; do \
+	  case " $(MAJORS) " in "  "|*" $$major "*) ;; *) continue ;; esac; \
+	  echo "==> PostgreSQL $$major ($$bindir)"; start=$$(date +%s); \
+	  WALSHIP_PG_BINDIR=$$bindir $(GO) test -count=1 -timeout 10m -run '$(MAJOR_E2E)' ./e2e || exit 1; \
+	  WALSHIP_PG_BINDIR=$$bindir $(GO) test -count=1 -timeout 5m -run '$(MAJOR_UNITS)' ./backup ./shipper ./internal/pgtest || exit 1; \
+	  echo "==> PostgreSQL $$major passed in $$(( $$(date +%s) - start ))s"; \
+	done
 
 # Unit tests only, no PostgreSQL.
 test-short:

@@ -17,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/walship/walship/archive"
+	"github.com/walship/walship/internal/basebackup"
 	"github.com/walship/walship/wal"
 )
 
@@ -125,7 +126,7 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	conn, err := connectReplication(ctx, opts.ConnString)
+	conn, err := basebackup.Connect(ctx, opts.ConnString)
 	if err != nil {
 		return Meta{}, err
 	}
@@ -158,6 +159,10 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 		Manifest:    "backup_manifest" + opts.Compression.Suffix(),
 	}
 	serverZstd := opts.CompressOnServer && opts.Compression == archive.Zstd
+	if serverZstd && !si.Major.ServerCompression() {
+		log.Info("the server cannot compress a base backup; walship compresses it instead", "pg_version", si.Version)
+		serverZstd = false
+	}
 	if opts.Compression == archive.Zstd {
 		m.CompressedBy = "walship"
 		if serverZstd {
@@ -194,23 +199,26 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 	defer fail()
 
 	log.Info("base backup starting", "label", m.Label, "from_standby", m.FromStandby, "fast_checkpoint", opts.FastCheckpoint)
-	cmd := baseBackupCommand(m.Label, opts.FastCheckpoint, opts.Progress != nil, serverZstd, opts.MaxRate>>10)
-	var sr startResult
-	stop, stopTLI, err := runBaseBackup(ctx, conn, cmd, func(r startResult) error {
+	cmd, err := baseBackupCommand(si.Major, m.Label, opts.FastCheckpoint, opts.Progress != nil, serverZstd, opts.MaxRate>>10)
+	if err != nil {
+		return Meta{}, err
+	}
+	var sr basebackup.Start
+	stop, stopTLI, err := basebackup.Run(ctx, conn, si.Major, cmd, func(r basebackup.Start) error {
 		sr = r
 		for _, t := range r.Tablespaces {
 			if t.SizeKB > 0 {
 				s.total += t.SizeKB << 10
 			}
 		}
-		log.Info("base backup started", "lsn", r.StartLSN, "timeline", r.Timeline, "tablespaces", len(r.Tablespaces)-1)
+		log.Info("base backup started", "lsn", r.LSN, "timeline", r.Timeline, "tablespaces", len(r.Tablespaces)-1)
 		host, _ := os.Hostname()
 		var err error
-		hb, err = startHeartbeat(ctx, st, InProgress{ID: m.ID, Label: m.Label, StartLSN: r.StartLSN, StartTimeline: r.Timeline,
-			StartWAL:  wal.SegmentName(r.Timeline, wal.SegmentOf(r.StartLSN, si.SegmentSize), si.SegmentSize),
+		hb, err = startHeartbeat(ctx, st, InProgress{ID: m.ID, Label: m.Label, StartLSN: r.LSN, StartTimeline: r.Timeline,
+			StartWAL:  wal.SegmentName(r.Timeline, wal.SegmentOf(r.LSN, si.SegmentSize), si.SegmentSize),
 			StartTime: m.StartTime, Host: host, PID: os.Getpid()}, opts.heartbeat(), opts.now, log)
 		return err
-	}, s)
+	}, sinkHandler{s})
 	if err == nil {
 		err = s.finish()
 	}
@@ -229,7 +237,7 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 		return Meta{}, err
 	}
 	m.StopTime = opts.now().UTC()
-	m.StartLSN, m.StartTimeline = sr.StartLSN, sr.Timeline
+	m.StartLSN, m.StartTimeline = sr.LSN, sr.Timeline
 	m.StopLSN, m.StopTimeline = stop, stopTLI
 	// The server sends the tablespaces first; the data directory leads
 	// in backup.json.
@@ -253,6 +261,9 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 
 	man, err := ParseManifest(s.manBuf.Bytes())
 	if err != nil {
+		return Meta{}, fmt.Errorf("the server's backup manifest: %w", err)
+	}
+	if err := man.checkOrigin(si.Major, si.SystemID); err != nil {
 		return Meta{}, fmt.Errorf("the server's backup manifest: %w", err)
 	}
 	if n := len(man.WALRanges); n == 0 || man.WALRanges[n-1].End != stop {
@@ -473,6 +484,14 @@ type sink struct {
 	reported   time.Time
 }
 
+// sinkHandler is the sink as a basebackup.Handler.
+type sinkHandler struct{ s *sink }
+
+func (h sinkHandler) Archive(name, location string) error { return h.s.archive(name, location) }
+func (h sinkHandler) Manifest() error                     { return h.s.manifest() }
+func (h sinkHandler) Data(p []byte) error                 { return h.s.data(p) }
+func (h sinkHandler) Progress(done int64)                 { h.s.progress(done) }
+
 // upload is one file being stored from a pipe.
 type upload struct {
 	pw     *io.PipeWriter
@@ -565,7 +584,8 @@ func (s *sink) closeCurrent() error {
 	u := s.cur
 	s.cur = nil
 	// PostgreSQL 15 and later end each tar archive with its two zero
-	// blocks; two more, where walship compresses, are harmless.
+	// blocks, 13 and 14 do not (pg_basebackup adds them); two more,
+	// where walship compresses, are harmless.
 	if !s.serverZstd {
 		if _, err := u.pw.Write(make([]byte, 1024)); err != nil {
 			return u.wait(err)

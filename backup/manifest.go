@@ -11,6 +11,7 @@ import (
 	"hash/crc32"
 	"strings"
 
+	"github.com/walship/walship/internal/pgver"
 	"github.com/walship/walship/wal"
 )
 
@@ -24,6 +25,11 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 // every file of the backup with its size and checksum, and the WAL range
 // recovery needs.
 type Manifest struct {
+	// Version is 1, or 2 from PostgreSQL 17 on (pgver's ManifestVersion).
+	Version int
+	// SystemID is the database system identifier; versions 2 and later
+	// have it, 0 for version 1.
+	SystemID  uint64
 	Files     map[string]ManifestFile // by path relative to the data directory
 	WALRanges []WALRange
 }
@@ -43,8 +49,9 @@ type WALRange struct {
 }
 
 type manifestJSON struct {
-	Version int `json:"PostgreSQL-Backup-Manifest-Version"`
-	Files   []struct {
+	Version  int     `json:"PostgreSQL-Backup-Manifest-Version"`
+	SystemID *uint64 `json:"System-Identifier"`
+	Files    []struct {
 		Path        *string `json:"Path"`
 		EncodedPath *string `json:"Encoded-Path"`
 		Size        *int64  `json:"Size"`
@@ -78,7 +85,13 @@ func ParseManifest(b []byte) (*Manifest, error) {
 	if j.Version < 1 || j.Version > 2 {
 		return nil, fmt.Errorf("manifest version %d: this walship reads versions 1 and 2", j.Version)
 	}
-	m := &Manifest{Files: make(map[string]ManifestFile, len(j.Files))}
+	m := &Manifest{Version: j.Version, Files: make(map[string]ManifestFile, len(j.Files))}
+	if j.SystemID != nil {
+		m.SystemID = *j.SystemID
+	}
+	if m.Version >= 2 && m.SystemID == 0 {
+		return nil, fmt.Errorf("%w: manifest version %d without a System-Identifier", ErrCorrupt, m.Version)
+	}
 	for _, f := range j.Files {
 		var path string
 		switch {
@@ -155,4 +168,17 @@ func (c *checker) check(path string) error {
 		return nil
 	}
 	return fmt.Errorf("%s: manifest checksum algorithm %s: walship backups use CRC32C", path, c.want.Algorithm)
+}
+
+// checkOrigin checks that man is the manifest a server of major with
+// system identifier systemID writes: its version is the major's, and,
+// from version 2 on, it names that system.
+func (man *Manifest) checkOrigin(major pgver.Major, systemID uint64) error {
+	if want := major.ManifestVersion(); man.Version != want && major.Known() {
+		return fmt.Errorf("%w: manifest version %d, but %s writes version %d", ErrCorrupt, man.Version, major, want)
+	}
+	if man.SystemID != 0 && man.SystemID != systemID {
+		return fmt.Errorf("%w: the manifest is of database system %d, the backup of %d", ErrCorrupt, man.SystemID, systemID)
+	}
+	return nil
 }

@@ -9,6 +9,8 @@ import (
 	"hash/crc32"
 	"strings"
 	"testing"
+
+	"github.com/walship/walship/internal/pgver"
 )
 
 // makeManifest builds a manifest as PostgreSQL writes it, with its checksum.
@@ -83,4 +85,27 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatal("nil manifest without error")
 		}
 	})
+}
+
+// A manifest must be the version its server's major writes and, from
+// version 2 (PostgreSQL 17) on, name the backup's system.
+func TestManifestCheckOrigin(t *testing.T) {
+	for _, tt := range []struct {
+		man   Manifest
+		major pgver.Major
+		ok    bool
+	}{
+		{Manifest{Version: 1}, 13, true},
+		{Manifest{Version: 1}, 16, true},
+		{Manifest{Version: 2, SystemID: 42}, 17, true},
+		{Manifest{Version: 2, SystemID: 43}, 18, false}, // another system's
+		{Manifest{Version: 1}, 17, false},               // 17 writes version 2
+		{Manifest{Version: 2, SystemID: 42}, 15, false}, // 15 writes version 1
+		{Manifest{Version: 1}, 0, true},                 // no major recorded
+	} {
+		err := tt.man.checkOrigin(tt.major, 42)
+		if (err == nil) != tt.ok || (err != nil && !errors.Is(err, ErrCorrupt)) {
+			t.Errorf("%+v of PostgreSQL %d: %v, want ok %v", tt.man, tt.major, err, tt.ok)
+		}
+	}
 }

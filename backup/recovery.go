@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/walship/walship/internal/pgver"
 )
 
 // recoveryTargets are every recovery_target setting. Restore sets the ones
@@ -46,7 +48,7 @@ func recoverySettings(m Meta, opts RestoreOptions, now time.Time) []string {
 	if t.Timeline != "" {
 		lines = append(lines, "recovery_target_timeline = "+ConfQuote(t.Timeline))
 	}
-	if opts.Standby && m.PGVersion >= 150000 {
+	if opts.Standby && pgver.FromVersionNum(m.PGVersion).RecoveryPrefetch() {
 		lines = append(lines, "# The read-ahead would wait in restore_command with decoded WAL unapplied.",
 			"recovery_prefetch = off")
 	}
@@ -103,8 +105,6 @@ func writeRecovery(pgdata string, m Meta, opts RestoreOptions) error {
 	return writeFileSync(filepath.Join(pgdata, keep), nil)
 }
 
-// ConfQuote quotes s as a postgresql.conf string value: quotes doubled,
-// backslashes escaped, since the server reads backslash escapes there, and
 // ownComments start the comment lines recoverySettings writes; the first
 // one heads its block.
 var ownComments = []string{"# Recovery settings written by walship restore", "# Remove them once recovery is over.",
@@ -171,6 +171,8 @@ func settingName(line string) string {
 	return strings.ToLower(line[:end])
 }
 
+// ConfQuote quotes s as a postgresql.conf string value: quotes doubled,
+// backslashes escaped, since the server reads backslash escapes there, and
 // line ends written as \n and \r, since a string cannot span lines.
 func ConfQuote(s string) string {
 	s = confEscaper.Replace(s)

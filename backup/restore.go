@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/walship/walship/archive"
+	"github.com/walship/walship/internal/pgver"
 )
 
 // RestoreOptions configure Restore.
@@ -265,6 +266,9 @@ func readManifest(ctx context.Context, st archive.Storage, m Meta) (*Manifest, e
 		return nil, fmt.Errorf("backup %s: manifest: %w", m.ID, err)
 	}
 	man, err := ParseManifest(b)
+	if err == nil {
+		err = man.checkOrigin(pgver.FromVersionNum(m.PGVersion), m.SystemID)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("backup %s: %w", m.ID, err)
 	}

@@ -23,8 +23,8 @@ func TestNoAccident10RecoveryPrefetch(t *testing.T) {
 	arch := pgtest.TempDir(t)
 	trig := filepath.Join(pgtest.TempDir(t), "walship.trigger")
 	primary := pgtest.New(t, pgtest.Options{InitdbArgs: []string{"--wal-segsize=1"}, Conf: pushConf(bin, arch)})
-	if v, _ := strconv.Atoi(primary.QueryValue(t, "SHOW server_version_num")); v < 150000 {
-		t.Skipf("PostgreSQL %d has no recovery_prefetch", v)
+	if m := pgtest.Major(t); !m.RecoveryPrefetch() {
+		t.Skipf("%s has no recovery_prefetch", m)
 	}
 	primary.Exec(t, "CREATE TABLE t (id int PRIMARY KEY, v text)")
 

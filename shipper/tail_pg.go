@@ -12,6 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/walship/walship/internal/pgver"
 	"github.com/walship/walship/wal"
 )
 
@@ -38,6 +39,7 @@ type PGSource struct {
 	WALDir string
 
 	conn    *pgx.Conn
+	major   pgver.Major
 	segSize int64
 	walDir  string
 }
@@ -79,7 +81,11 @@ func (s *PGSource) Flush(ctx context.Context) (Position, error) {
 	// that disagrees is a bug worth hearing of.
 	named, err := n.SegNo(s.segSize)
 	seg := wal.SegmentOf(lsn, s.segSize)
-	if err != nil || (named != seg && (off != 0 || named+1 != seg)) {
+	want := seg
+	if wal.SegmentOffset(lsn, s.segSize) == 0 && seg > 0 && !s.major.WALFileNameAtBoundaryIsNext() {
+		want = seg - 1
+	}
+	if err != nil || named != want || off != wal.SegmentOffset(lsn, s.segSize) {
 		return Position{}, fmt.Errorf("pg_walfile_name_offset(%s) = %s, offset %d, but the LSN is in segment %s",
 			lsn, file, off, wal.SegmentName(n.TLI, seg, s.segSize))
 	}
@@ -90,6 +96,15 @@ func (s *PGSource) connect(ctx context.Context) error {
 	conn, err := pgx.Connect(ctx, s.ConnString)
 	if err != nil {
 		return fmt.Errorf("connect to the server: %w", err)
+	}
+	major, err := pgver.Parse(conn.PgConn().ParameterStatus("server_version"))
+	if err == nil {
+		// A newer major may name files or lay out WAL differently.
+		err = major.CheckKnown("walship tail")
+	}
+	if err != nil {
+		conn.Close(context.Background())
+		return fmt.Errorf("the server's version: %w", err)
 	}
 	var setting string
 	err = conn.QueryRow(ctx, "SELECT setting FROM pg_settings WHERE name = 'wal_segment_size'").Scan(&setting)
@@ -111,7 +126,7 @@ func (s *PGSource) connect(ctx context.Context) error {
 		}
 		walDir = filepath.Join(dataDir, "pg_wal")
 	}
-	s.conn, s.segSize, s.walDir = conn, size, walDir
+	s.conn, s.major, s.segSize, s.walDir = conn, major, size, walDir
 	return nil
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/internal/pgtest"
+	"github.com/walship/walship/internal/pgver"
 	"github.com/walship/walship/wal"
 )
 
@@ -71,8 +72,9 @@ func newPGServer(t *testing.T) *pgtest.Cluster {
 	return c
 }
 
-// At an exact segment boundary PostgreSQL 15 names the previous file, with
-// offset 0; the tail completes that segment and ships nothing of the next.
+// At an exact segment boundary PostgreSQL 16 and older name the previous
+// file, with offset 0, 17 and later the next one; the tail completes that
+// segment and ships nothing of the next.
 func TestTailPGSegmentBoundary(t *testing.T) {
 	t.Parallel()
 	c := newPGServer(t)
@@ -91,10 +93,19 @@ func TestTailPGSegmentBoundary(t *testing.T) {
 	if off := wal.SegmentOffset(at.LSN, at.SegmentSize); off != 0 {
 		t.Fatalf("flush position %s after pg_switch_wal is not at a segment boundary (offset %d)", at.LSN, off)
 	}
-	// The quirk this is about, as PostgreSQL 15 shows it.
+	// The quirk this is about: 16 and older name the segment that ends
+	// there, 17 and later the one that starts there.
 	named := c.QueryValue(t, fmt.Sprintf("SELECT file_name || ' ' || file_offset FROM pg_walfile_name_offset('%s')", at.LSN))
-	if want := seg + " 0"; named != want {
-		t.Logf("pg_walfile_name_offset at the boundary = %q (PostgreSQL 17 and later name the new file); want %q on 15", named, want)
+	major, err := pgver.Parse(c.QueryValue(t, "SHOW server_version"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := seg + " 0"
+	if major.WALFileNameAtBoundaryIsNext() {
+		want = wal.SegmentName(at.TLI, wal.SegmentOf(at.LSN, at.SegmentSize), at.SegmentSize) + " 0"
+	}
+	if named != want {
+		t.Errorf("%s: pg_walfile_name_offset at the boundary = %q, want %q", major, named, want)
 	}
 	p.step()
 	p.checkShipped(seg, at.SegmentSize)

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"github.com/walship/walship/internal/pgver"
 )
 
 // prefetchMarker, in the data directory's pg_wal, remembers the postmaster
@@ -64,7 +66,7 @@ func CheckRecoveryPrefetch(pgdata string, logger *slog.Logger) {
 		logger.Debug("recovery_prefetch check skipped: no server version", "err", err)
 		return
 	}
-	if major < 15 {
+	if !major.RecoveryPrefetch() {
 		return // no recovery_prefetch, no read-ahead
 	}
 	start, err := postmasterStart(pgdata)
@@ -92,7 +94,7 @@ func CheckRecoveryPrefetch(pgdata string, logger *slog.Logger) {
 				"-c recovery_prefetch=off instead of " + src.Value
 		}
 		logger.Warn(prefetchLag+"; "+fix,
-			"setting", src.Name, "value", src.Value, "source", src.Source, "pg_version", major)
+			"setting", src.Name, "value", src.Value, "source", src.Source, "pg_version", int(major))
 	default:
 		logger.Debug("no WAL read-ahead in recovery", "setting", src.Name, "value", src.Value, "source", src.Source)
 	}
@@ -107,14 +109,12 @@ const prefetchLag = "recovery_prefetch is on: the server reads WAL ahead of repl
 	"is archived, so replay lags up to a segment behind (and a new standby is not consistent until then)"
 
 // serverMajor returns the major version in pgdata's PG_VERSION ("15", "9.6").
-func serverMajor(pgdata string) (int, error) {
+func serverMajor(pgdata string) (pgver.Major, error) {
 	b, err := readRegularFile(filepath.Join(pgdata, "PG_VERSION"), 64)
 	if err != nil {
 		return 0, err
 	}
-	s := strings.TrimSpace(string(b))
-	s, _, _ = strings.Cut(s, ".")
-	v, err := strconv.Atoi(s)
+	v, err := pgver.Parse(string(b))
 	if err != nil {
 		return 0, fmt.Errorf("PG_VERSION holds %q", b)
 	}

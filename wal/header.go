@@ -4,6 +4,8 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math/bits"
+
+	"github.com/walship/walship/internal/pgver"
 )
 
 // LongHeaderSize is the size of XLogLongPageHeaderData, the page header that
@@ -55,42 +57,20 @@ type LongHeader struct {
 	BlockSize uint32
 }
 
-// magics maps XLOG_PAGE_MAGIC to PostgreSQL major versions. Development
-// versions used other values; walship only takes released ones.
-var magics = []struct {
-	magic uint16
-	major int
-}{
-	{0xD101, 12},
-	{0xD106, 13},
-	{0xD10D, 14},
-	{0xD110, 15},
-	{0xD113, 16},
-	{0xD116, 17},
-	{0xD118, 18},
-}
-
 // MagicVersion returns the PostgreSQL major version whose WAL starts its
-// pages with magic, and false for unknown values.
+// pages with magic, and false for unknown values. The table is pgver's;
+// development versions used other values, and walship only takes released
+// ones.
 func MagicVersion(magic uint16) (major int, ok bool) {
-	for _, m := range magics {
-		if m.magic == magic {
-			return m.major, true
-		}
-	}
-	return 0, false
+	m, ok := pgver.FromMagic(magic)
+	return int(m), ok
 }
 
 // VersionMagic returns the page magic of PostgreSQL major version major, and
 // false for versions MagicVersion does not know. Tests use it to build
 // segments.
 func VersionMagic(major int) (magic uint16, ok bool) {
-	for _, m := range magics {
-		if m.major == major {
-			return m.magic, true
-		}
-	}
-	return 0, false
+	return pgver.Major(major).Magic()
 }
 
 // ParseLongHeader parses the first LongHeaderSize bytes of b as the first
@@ -128,7 +108,11 @@ func (h LongHeader) validate() error {
 		if h == (LongHeader{}) {
 			return fmt.Errorf("%w: the page header is all zeros (a preallocated or recycled file?)", ErrNotWAL)
 		}
-		return fmt.Errorf("%w: unknown page magic %04X (not PostgreSQL 12 or later)", ErrNotWAL, h.Magic)
+		if pgver.NewerMagic(h.Magic) {
+			return fmt.Errorf("%w: page magic %04X is newer than PostgreSQL %d's, the newest this walship knows: "+
+				"upgrade walship to read WAL of a newer major", ErrNotWAL, h.Magic, pgver.Newest)
+		}
+		return fmt.Errorf("%w: unknown page magic %04X (not PostgreSQL %d to %d)", ErrNotWAL, h.Magic, pgver.Oldest, pgver.Newest)
 	}
 	if h.Info&InfoLongHeader == 0 {
 		return fmt.Errorf("%w: page info %04X has no long header flag; not the first page of a segment", ErrNotWAL, h.Info)

@@ -110,6 +110,9 @@ func TestParseLongHeaderRejects(t *testing.T) {
 		want   string
 	}{
 		{"unknown magic", func(h *LongHeader) { h.Magic = 0xD097 }, "unknown page magic D097"},
+		// A major newer than walship knows (19's magic, say) is refused
+		// with advice, not misparsed.
+		{"newer major", func(h *LongHeader) { h.Magic = 0xD11C }, "newer than PostgreSQL 18's, the newest this walship knows: upgrade walship"},
 		{"big-endian PostgreSQL 15", func(h *LongHeader) { h.Magic = 0x10D1 }, "big-endian WAL of PostgreSQL 15"},
 		{"big-endian PostgreSQL 17", func(h *LongHeader) { h.Magic = 0x16D1 }, "big-endian WAL of PostgreSQL 17"},
 		{"all zeros", func(h *LongHeader) { *h = LongHeader{} }, "all zeros"},

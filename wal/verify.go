@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+
+	"github.com/walship/walship/internal/pgver"
 )
 
 // Layout of WAL pages and records on a server with MAXALIGN 8 (every 64-bit
@@ -199,7 +201,7 @@ type SegmentVerifier struct {
 	page   int64  // index of the next page to check
 
 	magic   uint16
-	version int
+	version pgver.Major
 	tli     TimeLine // of the last page checked
 
 	state    verifyState
@@ -352,7 +354,7 @@ func (v *SegmentVerifier) begin(b []byte) error {
 	}
 	v.blcksz = int(h.BlockSize)
 	v.magic = h.Magic
-	v.version = h.PGVersion()
+	v.version = pgver.Major(h.PGVersion())
 	v.tli = h.TLI
 	return nil
 }
@@ -575,7 +577,7 @@ func (v *SegmentVerifier) checkRecords(p []byte, pos int, lsn LSN) error {
 		h := p[pos : pos+recordHeaderSize]
 		totLen := le.Uint32(h)
 		if !v.havePrev || LSN(le.Uint64(h[8:])) != v.prev || totLen-recordHeaderSize > maxRecordLen-recordHeaderSize ||
-			(h[17] > maxBuiltinRmgr && (h[17] < minCustomRmgr || v.version < 15)) {
+			(h[17] > maxBuiltinRmgr && (h[17] < minCustomRmgr || !v.version.CustomRmgrs())) {
 			if totLen == 0 && bytes.Equal(h, zeros[:recordHeaderSize]) {
 				return v.walEnds(p, pos, lsn)
 			}
@@ -655,7 +657,7 @@ func (v *SegmentVerifier) checkHeader(lsn LSN, h []byte) error {
 	if err := v.checkLength(lsn, binary.LittleEndian.Uint32(h)); err != nil {
 		return err
 	}
-	if rmid := h[17]; rmid > maxBuiltinRmgr && (v.version < 15 || rmid < minCustomRmgr) {
+	if rmid := h[17]; rmid > maxBuiltinRmgr && (!v.version.CustomRmgrs() || rmid < minCustomRmgr) {
 		return v.damage(lsn, nil, "record at %s: invalid resource manager ID %d", lsn, rmid)
 	}
 	prev := LSN(binary.LittleEndian.Uint64(h[8:]))

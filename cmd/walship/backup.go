@@ -40,7 +40,7 @@ func backupCommand(g *globals) *cli.Command {
 		Name:  "backup",
 		Usage: "take a base backup into the archive",
 		Description: `backup copies the whole cluster (every tablespace) over a replication
-connection (BASE_BACKUP, PostgreSQL 15 or later) into backups/<id>/ in the
+connection (BASE_BACKUP, PostgreSQL 13 or later) into backups/<id>/ in the
 archive, compressed, with PostgreSQL's backup manifest (a CRC32C for every
 file). The id is the UTC start time, like 20261122T011500Z.
 
@@ -80,7 +80,8 @@ built with zstd, as Debian's and the PGDG packages are): that spends less
 CPU in all than walship compressing, and sends a twentieth of the bytes over
 the network. --compress-on client moves the work to walship, for a server
 whose CPU is scarcer than its network; a server that cannot compress (built
-without zstd) gets that too, with a warning. Either way restore checks every file
+without zstd, or PostgreSQL 13 and 14, which have no server-side
+compression) gets that too. Either way restore checks every file
 against the manifest's CRC32C.
 
 Progress goes to stderr when it is a terminal; a summary to stdout, as JSON

@@ -13,6 +13,12 @@
 // itself, and [TempDir] makes directories that user can write, for archives
 // and trigger files.
 //
+// Only initdb, pg_ctl and postgres are needed: the harness talks to servers
+// with pgx and copies clusters (BaseBackup) with walship's own BASE_BACKUP
+// client, so it runs on server-only installations of any major walship
+// supports, such as the ones .ci/pg-majors fetches. [Major] tells a test
+// which major it runs on.
+//
 // The environment variables read are WALSHIP_PG_BINDIR (the directory holding
 // initdb, pg_ctl and postgres) and WALSHIP_PG_USER (the user to run as when
 // root).

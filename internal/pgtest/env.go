@@ -14,6 +14,8 @@ import (
 	"sync"
 	"syscall"
 	"testing"
+
+	"github.com/walship/walship/internal/pgver"
 )
 
 // runAs is the operating system user that PostgreSQL programs run as.
@@ -33,6 +35,10 @@ var (
 	userOnce sync.Once
 	userVal  runAs
 	userErr  error
+
+	majorOnce sync.Once
+	majorVal  pgver.Major
+	majorErr  error
 )
 
 // BinDir returns the directory holding the PostgreSQL server programs:
@@ -92,6 +98,37 @@ func newestDebianBinDir() string {
 	}
 	sort.Slice(found, func(i, j int) bool { return found[i].version > found[j].version })
 	return found[0].dir
+}
+
+// Major returns the PostgreSQL major version of the server programs in
+// BinDir, such as 15, from postgres --version. Tests use it for what
+// differs between majors; it fails the test for a major walship does not
+// know.
+func Major(t testing.TB) pgver.Major {
+	t.Helper()
+	dir := BinDir(t)
+	majorOnce.Do(func() { majorVal, majorErr = findMajor(dir) })
+	if majorErr != nil {
+		t.Fatal(majorErr)
+	}
+	return majorVal
+}
+
+func findMajor(dir string) (pgver.Major, error) {
+	out, err := exec.Command(filepath.Join(dir, "postgres"), "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s/postgres --version: %w", dir, err)
+	}
+	// "postgres (PostgreSQL) 15.4 (Debian 15.4-1.pgdg120+1)"
+	_, v, ok := strings.Cut(string(out), ") ")
+	if !ok {
+		return 0, fmt.Errorf("%s/postgres --version printed %q", dir, out)
+	}
+	m, err := pgver.Parse(v)
+	if err != nil {
+		return 0, err
+	}
+	return m, m.CheckKnown("the tests")
 }
 
 func checkBinDir(dir string) error {

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/walship/walship/wal"
 )
 
 // queryTimeout bounds one statement of Exec or QueryValue.
@@ -117,8 +119,13 @@ func (c *Cluster) SwitchWAL(t testing.TB) string {
 	c.Exec(t, "SELECT pg_current_xact_id()")
 	// The switch returns the first byte after the finished segment; one byte
 	// back names the finished segment on every version, whatever
-	// pg_walfile_name does at a boundary.
-	return c.QueryValue(t, "SELECT pg_walfile_name(pg_switch_wal() - 1)")
+	// pg_walfile_name does at a boundary. The byte back is taken here:
+	// pg_lsn - numeric is PostgreSQL 14 and later.
+	end, err := wal.ParseLSN(c.QueryValue(t, "SELECT pg_switch_wal()"))
+	if err != nil {
+		t.Fatalf("pg_switch_wal: %v", err)
+	}
+	return c.QueryValue(t, "SELECT pg_walfile_name($1::pg_lsn)", (end - 1).String())
 }
 
 // WaitFor runs sql until its value (as QueryValue returns it) equals want. A
