@@ -610,8 +610,12 @@ func TestPatroni(t *testing.T) {
 	// A plain restart of the promoted former replica: it stays the leader,
 	// on timeline 3 (a recovery.signal left by its restore would make it
 	// recover and pick timeline 4).
+	started := b2.q(t, "SELECT pg_postmaster_start_time()")
 	b2.patronictl(t, "restart", "beta", "b2", "--force")
-	time.Sleep(3 * time.Second)
+	waitUntil(t, 2*time.Minute, "beta's leader to restart", func() (bool, string) {
+		v, err := b2.query("SELECT pg_postmaster_start_time()")
+		return err == nil && v != started, fmt.Sprint(v, err)
+	})
 	if tl := b2.waitRole(t, "primary", 2*time.Minute); tl != 3 {
 		t.Errorf("after a restart beta's leader is on timeline %d, want 3", tl)
 	}
