@@ -54,6 +54,10 @@ fuzz:
 bench: build
 	bash bench/run
 
+# walship on S3 (versitygw on loopback) beside the local backend.
+bench-s3:
+	bash bench/s3.sh
+
 demo: build
 	bash contrib/demo/demo.sh
 

@@ -18,8 +18,8 @@ import (
 // missing directory: a missing archive is not a missing file, and a
 // restore_command that said "not found" would end recovery.
 //
-// The Storage is a Watcher and a TempFiles whatever the backend will be;
-// their calls fail when it turns out not to be one.
+// The Storage is a Watcher, a TempFiles and a DirLister whatever the
+// backend will be; their calls fail when it turns out not to be one.
 func Lazy(name string, open func(ctx context.Context) (Storage, error)) Storage {
 	return &lazy{name: name, open: open}
 }
@@ -130,6 +130,17 @@ func (l *lazy) temp(ctx context.Context) (TempFiles, error) {
 		return nil, fmt.Errorf("archive %s cannot list its temporary files: %w", l.name, errors.ErrUnsupported)
 	}
 	return tf, nil
+}
+
+// ListDirs lists through the backend once it is open; see DirLister. A
+// backend that cannot list directories is an error matching
+// errors.ErrUnsupported.
+func (l *lazy) ListDirs(ctx context.Context, dir string) ([]string, error) {
+	st, err := l.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return ListDirs(ctx, st, dir)
 }
 
 func (l *lazy) String() string { return l.name }

@@ -54,8 +54,9 @@ type RetryPolicy struct {
 // Readers returned by Open are not retried: a read that fails half-way
 // fails.
 //
-// The Storage is a Watcher, a Moder and a TempFiles when st is one; ListTemp
-// and RemoveTemp are retried as List and Remove are.
+// The Storage is a Watcher, a Moder, a TempFiles and a DirLister when st
+// is one; ListTemp, RemoveTemp and ListDirs are retried as List and Remove
+// are.
 func Retry(st Storage, p RetryPolicy) Storage {
 	r := &retry{st: st, p: p}
 	if r.p.Attempts <= 0 {
@@ -82,7 +83,55 @@ func Retry(st Storage, p RetryPolicy) Storage {
 	if _, ok := st.(TempFiles); ok {
 		tf = retryTemp{r}
 	}
-	return extend(r, w, m, tf)
+	st2 := extend(r, w, m, tf)
+	if _, ok := st.(DirLister); ok {
+		st2 = extendDirs(st2, retryDirs{r}, w, m, tf)
+	}
+	return st2
+}
+
+// extendDirs adds the DirLister d to st, which extend built from w, m and
+// tf, for the combinations walship's backends have (local: all three;
+// SFTP: Moder and TempFiles; S3: TempFiles). Another combination keeps st
+// as it is, without DirLister.
+func extendDirs(st Storage, d DirLister, w Watcher, m Moder, tf TempFiles) Storage {
+	switch {
+	case w != nil && m != nil && tf != nil:
+		return struct {
+			Storage
+			Watcher
+			Moder
+			TempFiles
+			DirLister
+		}{st, w, m, tf, d}
+	case w == nil && m != nil && tf != nil:
+		return struct {
+			Storage
+			Moder
+			TempFiles
+			DirLister
+		}{st, m, tf, d}
+	case w == nil && m == nil && tf != nil:
+		return struct {
+			Storage
+			TempFiles
+			DirLister
+		}{st, tf, d}
+	case w == nil && m == nil && tf == nil:
+		return struct {
+			Storage
+			DirLister
+		}{st, d}
+	}
+	return st
+}
+
+// retryDirs is the DirLister of a retry around one, retried as List is.
+type retryDirs struct{ r *retry }
+
+func (d retryDirs) ListDirs(ctx context.Context, dir string) (dirs []string, err error) {
+	err = d.r.do(ctx, "list", dir, func() error { dirs, err = d.r.st.(DirLister).ListDirs(ctx, dir); return err }, nil)
+	return dirs, err
 }
 
 // extend returns st with the optional interfaces among w, m and tf that

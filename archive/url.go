@@ -11,22 +11,22 @@ import (
 	"strings"
 )
 
-// URL names an archive: a local directory (also on NFS) or a directory on an
-// SFTP server. ParseURL builds one from what the user typed; String gives it
+// URL names an archive: a local directory (also on NFS), a directory on an
+// SFTP server, or a prefix of an S3 bucket. ParseURL builds one from what the user typed; String gives it
 // back in a form ParseURL reads to the same URL.
 //
 // A URL holds no password on purpose: SFTP authentication goes through
 // ssh-agent or an identity file, so no secret ends up in process listings,
 // postgresql.conf or logs.
 type URL struct {
-	// Scheme is "file" for a local directory or "sftp".
+	// Scheme is "file" for a local directory, "sftp", or "s3".
 	Scheme string
 
 	// User is the SSH login name; empty means the current user, as with ssh.
 	User string
 
 	// Host is the SFTP server's name or IP address, without brackets for
-	// IPv6. It is empty for file URLs.
+	// IPv6; for s3 URLs, the bucket. It is empty for file URLs.
 	Host string
 
 	// Port is the SFTP server's port; 0 means the default, 22.
@@ -35,7 +35,9 @@ type URL struct {
 	// Path is the archive root. For file URLs it is an absolute, clean local
 	// path. For sftp URLs it is an absolute, clean remote path, or a clean
 	// path relative to the login directory ("." for the login directory
-	// itself), which the URL spells "/~/path".
+	// itself), which the URL spells "/~/path". For s3 URLs it is the key
+	// prefix inside the bucket, clean, without leading or trailing slash,
+	// "" for the whole bucket.
 	Path string
 }
 
@@ -44,7 +46,7 @@ const DefaultSFTPPort = 22
 
 // supportedForms ends the error messages about a malformed location, so the
 // user sees what walship does accept.
-const supportedForms = "use an absolute path (/srv/walship/main), file:///path or sftp://[user@]host[:port]/path"
+const supportedForms = "use an absolute path (/srv/walship/main), file:///path, sftp://[user@]host[:port]/path or s3://bucket/prefix"
 
 // ParseURL parses an archive location. It accepts:
 //
@@ -54,6 +56,8 @@ const supportedForms = "use an absolute path (/srv/walship/main), file:///path o
 //	sftp://host/srv/walship             the same, logging in as the current user
 //	sftp://user@[::1]:2222/srv/walship  an IPv6 address goes in brackets
 //	sftp://user@host/~/walship          relative to the login directory
+//	s3://bucket/walship/main            a prefix of an S3 bucket
+//	s3://bucket                         the whole bucket
 //
 // A plain path is taken literally: "?", "#" and "%" in it are part of the
 // name. In a URL, the path after the host is absolute unless it starts with
@@ -79,6 +83,8 @@ func ParseURL(s string) (URL, error) {
 		return parseFileURL(s)
 	case ok && strings.EqualFold(scheme, "sftp"):
 		return parseSFTPURL(s)
+	case ok && strings.EqualFold(scheme, "s3"):
+		return parseS3URL(s)
 	case ok && !strings.Contains(scheme, "/") && !strings.HasPrefix(rest, "//"):
 		// scp's user@host:path, which sftp(1) also takes.
 		return URL{}, fmt.Errorf("archive location %q is not a path or URL: %s", redact(s), supportedForms)
@@ -157,6 +163,55 @@ func parseSFTPURL(s string) (URL, error) {
 		out.Path = path.Clean(p)
 	}
 	return out, nil
+}
+
+// parseS3URL parses s3://bucket[/prefix]. The bucket takes the characters
+// S3 and the common compatible servers allow; the prefix is cleaned of
+// slashes at either end and must not climb with "..", which S3 would
+// store as a literal key element.
+func parseS3URL(s string) (URL, error) {
+	u, err := parseURL(s)
+	if err != nil {
+		return URL{}, err
+	}
+	switch {
+	case u.User != nil:
+		return URL{}, fmt.Errorf("archive URL %q: an s3 URL takes no user: credentials come from AWS_ACCESS_KEY_ID, ~/.aws/credentials or an instance role", redact(s))
+	case u.Port() != "" || strings.HasSuffix(u.Host, ":"):
+		return URL{}, fmt.Errorf("archive URL %q: an s3 URL takes no port: name the server with --s3-endpoint (or AWS_ENDPOINT_URL)", s)
+	}
+	if err := checkBucket(u.Host); err != nil {
+		return URL{}, fmt.Errorf("archive URL %q: %v: write s3://bucket/prefix", s, err)
+	}
+	p := strings.Trim(u.Path, "/")
+	if p != "" {
+		p = path.Clean(p)
+	}
+	for _, elem := range strings.Split(p, "/") {
+		if strings.HasPrefix(elem, ".") || strings.ContainsFunc(elem, isControl) || strings.Contains(elem, "\\") {
+			return URL{}, fmt.Errorf("archive URL %q: prefix element %q is not allowed: use plain names, such as s3://%s/walship/main", s, elem, u.Host)
+		}
+	}
+	return URL{Scheme: "s3", Host: u.Host, Path: p}, nil
+}
+
+// checkBucket accepts S3 bucket names: 3 to 63 letters, digits, dots,
+// hyphens and underscores (the last two for older and compatible
+// servers), starting and ending with a letter or digit.
+func checkBucket(b string) error {
+	if b == "" {
+		return errors.New("missing bucket")
+	}
+	ok := len(b) >= 3 && len(b) <= 63 && isAlnum(rune(b[0])) && isAlnum(rune(b[len(b)-1])) &&
+		!strings.ContainsFunc(b, func(r rune) bool { return !isAlnum(r) && r != '-' && r != '.' && r != '_' })
+	if !ok {
+		return fmt.Errorf("invalid bucket name %q (3-63 letters, digits, dots and hyphens)", b)
+	}
+	return nil
+}
+
+func isAlnum(r rune) bool {
+	return 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z' || '0' <= r && r <= '9'
 }
 
 // parseURL is url.Parse with the checks both schemes share. Its errors do not
@@ -246,8 +301,14 @@ func redact(s string) string {
 // plain path for file URLs (what users type, and what reads best in logs),
 // and an sftp URL with the necessary escapes otherwise.
 func (u URL) String() string {
-	if u.Scheme == "file" {
+	switch u.Scheme {
+	case "file":
 		return u.Path
+	case "s3":
+		if u.Path == "" {
+			return "s3://" + u.Host
+		}
+		return "s3://" + u.Host + escapePath("/"+u.Path)
 	}
 	var b strings.Builder
 	b.WriteString(u.Scheme + "://")

@@ -42,6 +42,11 @@ func TestParseURL(t *testing.T) {
 		{in: "sftp://h/~other/x", want: URL{Scheme: "sftp", Host: "h", Path: "/~other/x"}},
 		{in: "sftp://h/srv/a%20b%3Fc%23d", want: URL{Scheme: "sftp", Host: "h", Path: "/srv/a b?c#d"}},
 		{in: "sftp://first.last%40corp@h/x", want: URL{Scheme: "sftp", User: "first.last@corp", Host: "h", Path: "/x"}},
+		{in: "s3://walship-archive/prod/main", want: URL{Scheme: "s3", Host: "walship-archive", Path: "prod/main"}},
+		{in: "s3://walship-archive", want: URL{Scheme: "s3", Host: "walship-archive"}},
+		{in: "s3://walship-archive/", want: URL{Scheme: "s3", Host: "walship-archive"}, str: "s3://walship-archive"},
+		{in: "S3://b.example/a//b/./c/", want: URL{Scheme: "s3", Host: "b.example", Path: "a/b/c"}, str: "s3://b.example/a/b/c"},
+		{in: "s3://bkt/a%20b%3Fc", want: URL{Scheme: "s3", Host: "bkt", Path: "a b?c"}},
 	}
 	for _, tt := range tests {
 		got, err := ParseURL(tt.in)
@@ -75,7 +80,17 @@ func TestParseURLErrors(t *testing.T) {
 		{"file:///srv/a%00b", "NUL"},
 		{"sftp://h/srv/a%00b", "NUL"},
 		{"sftp://a%00b@h/x", "user"},
-		{"s3://bucket/walship", "unsupported scheme \"s3\""},
+		{"gs://bucket/walship", "unsupported scheme \"gs\""},
+		{"s3://ab/x", "invalid bucket"},
+		{"s3://-bucket/x", "invalid bucket"},
+		{"s3://bu/cket/x", "invalid bucket"},
+		{"s3:///x", "missing bucket"},
+		{"s3://key:secret@bucket/x", "password"},
+		{"s3://key@bucket/x", "no user"},
+		{"s3://bucket:9000/x", "--s3-endpoint"},
+		{"s3://bucket/../x", "not allowed"},
+		{"s3://bucket/a/.hidden", "not allowed"},
+		{"s3://bucket/x?region=eu", "query"},
 		{"ssh://h/x", "sftp://[user@]host[:port]/path"},
 		{"backup@host:/srv/walship", "not a path or URL"},
 		{"host:/srv/walship", "sftp://"},
@@ -137,6 +152,7 @@ func FuzzParseURL(f *testing.F) {
 		"sftp://backup@host:2222/srv/walship", "sftp://host/srv", "sftp://u@[::1]:2222/srv",
 		"sftp://[fe80::1%25eth0]/x", "sftp://h/~/walship", "sftp://h/~", "sftp://h/a%20b%3F%23",
 		"sftp://a%40b@h/x", "sftp://u:p@h/x", "sftp://h/x?y#z", "relative", "s3://b/x", "h:/x",
+		"s3://bucket/a%20b/c", "s3://bucket", "s3://b.c-d/x/../y",
 	} {
 		f.Add(s)
 	}
@@ -154,8 +170,13 @@ func FuzzParseURL(f *testing.F) {
 			if u.Host == "" || u.Port < 0 || u.Port > 65535 || u.Path == "" || path.Clean(u.Path) != u.Path {
 				t.Fatalf("ParseURL(%q): got %+v, want a host and a clean path", s, u)
 			}
+		case "s3":
+			if checkBucket(u.Host) != nil || u.User != "" || u.Port != 0 || strings.HasPrefix(u.Path, "/") ||
+				strings.HasSuffix(u.Path, "/") || (u.Path != "" && path.Clean(u.Path) != u.Path) {
+				t.Fatalf("ParseURL(%q): got %+v, want a bucket and a clean relative prefix", s, u)
+			}
 		default:
-			t.Fatalf("ParseURL(%q): got scheme %q, want file or sftp", s, u.Scheme)
+			t.Fatalf("ParseURL(%q): got scheme %q, want file, sftp or s3", s, u.Scheme)
 		}
 		for _, field := range []string{u.User, u.Host, u.Path} {
 			if strings.IndexByte(field, 0) >= 0 {

@@ -284,7 +284,7 @@ func sshArgs(o sshOptions) []string {
 	if o.Timeout != 0 && o.Timeout != sftp.DefaultIOTimeout {
 		args = append(args, "--ssh-timeout", o.Timeout.String())
 	}
-	return args
+	return append(args, s3Args(o)...)
 }
 
 // warnTargetAfterWAL warns when a target time lies after the newest archived

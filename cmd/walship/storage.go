@@ -11,6 +11,7 @@ import (
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/archive/local"
+	"github.com/walship/walship/archive/s3"
 	"github.com/walship/walship/archive/sftp"
 )
 
@@ -18,7 +19,7 @@ import (
 // takes.
 func archiveFlag() cli.Flag {
 	return &cli.StringFlag{Name: "archive", Aliases: []string{"a"}, EnvVars: []string{"WALSHIP_ARCHIVE"},
-		Usage: "the archive: a directory (/srv/walship/main, also on NFS), or sftp://[user@]host[:port]/path"}
+		Usage: "the archive: a directory (/srv/walship/main, also on NFS), sftp://[user@]host[:port]/path, or s3://bucket/prefix"}
 }
 
 // sshFlags are the flags that say how to reach an sftp:// archive, and
@@ -48,7 +49,62 @@ func sshFlags() []cli.Flag {
 			Usage: "accept only the host key with this fingerprint (`SHA256:…`, as ssh-keygen -lf prints it) instead of known_hosts"},
 		&cli.DurationFlag{Name: "ssh-timeout", Value: sftp.DefaultIOTimeout, EnvVars: []string{"WALSHIP_SSH_TIMEOUT"},
 			Usage: "give up connecting to the sftp:// server, or waiting for its answer, after this long; the call is then retried"},
+		&cli.StringFlag{Name: "s3-endpoint", EnvVars: []string{"WALSHIP_S3_ENDPOINT"},
+			Usage: "base `URL` of an S3-compatible server for s3:// archives (https://minio.example:9000, http://127.0.0.1:7070); " +
+				"default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, the profile's endpoint_url, else AWS"},
+		&cli.StringFlag{Name: "s3-region", EnvVars: []string{"WALSHIP_S3_REGION"},
+			Usage: "region of the s3:// bucket; default: AWS_REGION, AWS_DEFAULT_REGION, the profile's region, else " + s3.DefaultRegion},
+		&cli.BoolFlag{Name: "s3-path-style", EnvVars: []string{"WALSHIP_S3_PATH_STYLE"},
+			Usage: "address the bucket in the URL path (endpoint/bucket/key), as most self-hosted S3 servers need, " +
+				"instead of the host name (bucket.endpoint)"},
+		&cli.StringFlag{Name: "s3-profile", EnvVars: []string{"WALSHIP_S3_PROFILE"},
+			Usage: "profile of ~/.aws/credentials and ~/.aws/config for s3:// archives; default: AWS_PROFILE, else default"},
+		&cli.StringFlag{Name: "s3-credentials-file", EnvVars: []string{"WALSHIP_S3_CREDENTIALS_FILE"}, TakesFile: true,
+			Usage: "shared credentials `FILE` to read instead of ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE)"},
+		&cli.DurationFlag{Name: "s3-timeout", Value: s3.DefaultTimeout, EnvVars: []string{"WALSHIP_S3_TIMEOUT"},
+			Usage: "give up an S3 request whose server does not answer, or stops sending, for this long; the call is then retried"},
 	}
+}
+
+// s3Options are the settings of the s3-* flags of sshFlags.
+type s3Options struct {
+	Endpoint        string
+	Region          string
+	PathStyle       bool
+	Profile         string
+	CredentialsFile string
+	Timeout         time.Duration
+}
+
+// s3OptionsFrom reads the s3-* flags.
+func s3OptionsFrom(c *cli.Context) s3Options {
+	return s3Options{
+		Endpoint:        c.String("s3-endpoint"),
+		Region:          c.String("s3-region"),
+		PathStyle:       c.Bool("s3-path-style"),
+		Profile:         c.String("s3-profile"),
+		CredentialsFile: c.String("s3-credentials-file"),
+		Timeout:         c.Duration("s3-timeout"),
+	}
+}
+
+// s3Args returns the command line flags that give another walship
+// process (the prefetcher, a restore_command) the same S3 settings.
+func s3Args(o sshOptions) []string {
+	var args []string
+	for _, kv := range [][2]string{{"--s3-endpoint", o.S3.Endpoint}, {"--s3-region", o.S3.Region},
+		{"--s3-profile", o.S3.Profile}, {"--s3-credentials-file", o.S3.CredentialsFile}} {
+		if kv[1] != "" {
+			args = append(args, kv[0], kv[1])
+		}
+	}
+	if o.S3.PathStyle {
+		args = append(args, "--s3-path-style")
+	}
+	if o.S3.Timeout != 0 && o.S3.Timeout != s3.DefaultTimeout {
+		args = append(args, "--s3-timeout", o.S3.Timeout.String())
+	}
+	return args
 }
 
 // sshOptions are the settings of sshFlags.
@@ -59,6 +115,7 @@ type sshOptions struct {
 	HostKeyPolicy      string
 	HostKeyFingerprint string
 	Timeout            time.Duration
+	S3                 s3Options
 	Logger             *slog.Logger // receives connection events and retries
 }
 
@@ -71,6 +128,7 @@ func sshOptionsFrom(c *cli.Context, logger *slog.Logger) sshOptions {
 		HostKeyPolicy:      c.String("host-key-policy"),
 		HostKeyFingerprint: c.String("host-key-fingerprint"),
 		Timeout:            c.Duration("ssh-timeout"),
+		S3:                 s3OptionsFrom(c),
 		Logger:             logger,
 	}
 }
@@ -101,8 +159,10 @@ func openArchive(ctx context.Context, rawURL string, ssh ...sshOptions) (archive
 		return local.Open(local.Config{Root: u.Path, FileMode: mode})
 	case "sftp":
 		return openSFTP(u, o, mode)
+	case "s3":
+		return openS3(u, o)
 	default:
-		return nil, usagef("archive %s: %s archives are not supported; use a directory or sftp://", rawURL, u.Scheme)
+		return nil, usagef("archive %s: %s archives are not supported; use a directory, sftp:// or s3://", rawURL, u.Scheme)
 	}
 }
 
@@ -160,6 +220,30 @@ func openSFTP(u archive.URL, o sshOptions, mode fs.FileMode) (archive.Storage, e
 		DialTimeout:        o.Timeout,
 		IOTimeout:          o.Timeout,
 		Logger:             o.Logger,
+	})
+	if err != nil {
+		return nil, usageError{err}
+	}
+	return archive.Retry(st, archive.RetryPolicy{Logger: o.Logger}), nil
+}
+
+// openS3 opens an s3:// archive. It sends no request: the first call
+// does, and every call that cannot reach the server is retried a few
+// times with backoff (archive.Retry).
+func openS3(u archive.URL, o sshOptions) (archive.Storage, error) {
+	if o.S3.Timeout < 0 {
+		return nil, usagef("--s3-timeout %v: use a positive duration", o.S3.Timeout)
+	}
+	st, err := s3.New(s3.Config{
+		Bucket:          u.Host,
+		Prefix:          u.Path,
+		Endpoint:        o.S3.Endpoint,
+		Region:          o.S3.Region,
+		PathStyle:       o.S3.PathStyle,
+		Profile:         o.S3.Profile,
+		CredentialsFile: o.S3.CredentialsFile,
+		Timeout:         o.S3.Timeout,
+		Logger:          o.Logger,
 	})
 	if err != nil {
 		return nil, usageError{err}
