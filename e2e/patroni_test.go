@@ -386,6 +386,23 @@ func (n *patroniNode) waitRole(t *testing.T, role string, timeout time.Duration)
 	}
 }
 
+// waitBootstrapped waits until Patroni has made the node the leader of a
+// new cluster, its post-bootstrap done (for a cluster restored by walship,
+// that restarts the server), and returns its timeline.
+func (n *patroniNode) waitBootstrapped(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	waitUntil(t, timeout, n.scope+"/"+n.name+" to initialize a new cluster", func() (bool, string) {
+		log := tailFile(n.log, 5000)
+		select {
+		case <-n.stopped:
+			t.Fatalf("%s/%s: Patroni exited while bootstrapping:\n%s", n.scope, n.name, tailFile(n.log, 60))
+		default:
+		}
+		return strings.Contains(log, "initialized a new cluster"), tailFile(n.log, 30)
+	})
+	return n.waitRole(t, "primary", timeout)
+}
+
 // query runs sql on the node's server and returns the first column of the
 // first row in text form ("" without rows).
 func (n *patroniNode) query(sql string) (string, error) {
@@ -523,7 +540,7 @@ func TestPatroni(t *testing.T) {
 	// Cluster alpha, made by initdb: a leader, a backup of it, a replica
 	// made from that backup by the walship method.
 	a1 := s.node(t, "alpha", "a1", "initdb")
-	if tl := a1.waitRole(t, "primary", 2*time.Minute); tl != 1 {
+	if tl := a1.waitBootstrapped(t, 2*time.Minute); tl != 1 {
 		t.Fatalf("alpha's leader on timeline %d, want 1", tl)
 	}
 	a1.q(t, "CREATE TABLE t (id int PRIMARY KEY)")
@@ -560,7 +577,7 @@ func TestPatroni(t *testing.T) {
 	// Cluster beta: a point-in-time recovery of alpha, the target given on
 	// the bootstrap command line only, as patroni.yml says.
 	b1 := s.node(t, "beta", "b1", s.script+" --target-time '"+target1+"'")
-	if tl := b1.waitRole(t, "primary", 3*time.Minute); tl != 2 {
+	if tl := b1.waitBootstrapped(t, 3*time.Minute); tl != 2 {
 		t.Errorf("beta's leader on timeline %d, want 2", tl)
 	}
 	if got, want := b1.q(t, rowsSummary), summary([2]int{1, 2000}); got != want {
@@ -571,6 +588,8 @@ func TestPatroni(t *testing.T) {
 			t.Errorf("beta's leader still has %s", f)
 		}
 	}
+	// Patroni strips the recovery settings once its bootstrap is over,
+	// which is after the server has promoted.
 	if auto, _ := os.ReadFile(filepath.Join(b1.pg.DataDir, "postgresql.auto.conf")); bytes.Contains(auto, []byte("recovery_target_time")) {
 		t.Errorf("beta's postgresql.auto.conf still holds the recovery target:\n%s", auto)
 	}
@@ -611,10 +630,15 @@ func TestPatroni(t *testing.T) {
 	// on timeline 3 (a recovery.signal left by its restore would make it
 	// recover and pick timeline 4).
 	started := b2.q(t, "SELECT pg_postmaster_start_time()")
-	b2.patronictl(t, "restart", "beta", "b2", "--force")
+	// Patroni refuses a restart while it is busy (just after a failover),
+	// and patronictl says so on a zero exit: ask until it accepts.
+	waitUntil(t, time.Minute, "patronictl restart to be accepted", func() (bool, string) {
+		out := b2.patronictl(t, "restart", "beta", "b2", "--force")
+		return strings.Contains(out, "Success: restart on member b2"), out
+	})
 	waitUntil(t, 2*time.Minute, "beta's leader to restart", func() (bool, string) {
 		v, err := b2.query("SELECT pg_postmaster_start_time()")
-		return err == nil && v != started, fmt.Sprint(v, err)
+		return err == nil && v != started, fmt.Sprint(v, err, "\n", tailFile(b2.log, 30))
 	})
 	if tl := b2.waitRole(t, "primary", 2*time.Minute); tl != 3 {
 		t.Errorf("after a restart beta's leader is on timeline %d, want 3", tl)
@@ -627,7 +651,7 @@ func TestPatroni(t *testing.T) {
 	// Cluster gamma: a point-in-time recovery across both switches. The
 	// newest backup that reaches the target is alpha's, on timeline 1.
 	c1 := s.node(t, "gamma", "c1", s.script+" --target-time '"+target2+"'")
-	c1.waitRole(t, "primary", 3*time.Minute)
+	c1.waitBootstrapped(t, 3*time.Minute)
 	if got, want := c1.q(t, rowsSummary), summary([2]int{1, 2000}, [2]int{10001, 10100}, [2]int{20001, 20100}); got != want {
 		t.Errorf("gamma restored to %s: rows %s, want %s", target2, got, want)
 	}
