@@ -64,12 +64,23 @@ func ReadCatalog(ctx context.Context, st archive.Storage) (*Catalog, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Catalog{Identity: id, Backups: l.Complete, Incomplete: l.Incomplete,
-		History: map[wal.TimeLine][]wal.HistoryEntry{}, Files: map[string]archive.FileInfo{}}
 	files, _, err := archive.ListWAL(ctx, st)
 	if err != nil {
 		return nil, fmt.Errorf("list WAL: %w", err)
 	}
+	return buildCatalog(id, l, files, func(tli wal.TimeLine) ([]wal.HistoryEntry, error) {
+		return archive.ReadHistory(ctx, st, tli)
+	})
+}
+
+// buildCatalog makes the Catalog of an archive of identity id from its
+// backups l and its WAL files (as archive.ListWAL lists them), reading the
+// history files it finds with readHistory. A Tracker calls it with what it
+// cached.
+func buildCatalog(id archive.Identity, l Listing, files []archive.FileInfo,
+	readHistory func(wal.TimeLine) ([]wal.HistoryEntry, error)) (*Catalog, error) {
+	c := &Catalog{Identity: id, Backups: l.Complete, Incomplete: l.Incomplete,
+		History: map[wal.TimeLine][]wal.HistoryEntry{}, Files: make(map[string]archive.FileInfo, len(files))}
 	tls := map[wal.TimeLine]*TimelineWAL{}
 	tl := func(t wal.TimeLine) *TimelineWAL {
 		if tls[t] == nil {
@@ -95,7 +106,7 @@ func ReadCatalog(ctx context.Context, st archive.Storage) (*Catalog, error) {
 			t.Stored += fi.Size
 		case wal.History:
 			tl(n.TLI).History = true
-			h, err := archive.ReadHistory(ctx, st, n.TLI)
+			h, err := readHistory(n.TLI)
 			if err != nil {
 				return nil, err
 			}

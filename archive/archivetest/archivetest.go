@@ -25,7 +25,8 @@ import (
 // returns an empty archive for each subtest, and arranges its Close and
 // removal with t.Cleanup. If the Storage is also an archive.Watcher, Watch is
 // tested too; if it is an archive.Moder, the modes of the files Put stores;
-// if it is an archive.TempFiles, ListTemp and RemoveTemp.
+// if it is an archive.TempFiles, ListTemp and RemoveTemp; if it is an
+// archive.DirLister, ListDirs.
 func Run(t *testing.T, newStorage func(t *testing.T) archive.Storage) {
 	tests := []struct {
 		name string
@@ -48,6 +49,7 @@ func Run(t *testing.T, newStorage func(t *testing.T) archive.Storage) {
 		{"Watch", testWatch},
 		{"FileMode", testFileMode},
 		{"TempFiles", testTempFiles},
+		{"ListDirs", testListDirs},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) { tt.fn(t, newStorage(t)) })

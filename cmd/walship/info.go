@@ -15,8 +15,10 @@ import (
 // infoOptions are the settings of walship info.
 type infoOptions struct {
 	Archive string
-	SSH     sshOptions
-	JSON    bool
+	// Repo is a repository of several clusters' archives; see runInfoRepo.
+	Repo string
+	SSH  sshOptions
+	JSON bool
 }
 
 func infoCommand(g *globals) *cli.Command {
@@ -34,21 +36,33 @@ writes in progress and of writes that were killed, per directory: how many,
 their bytes, and how long ago the oldest was last written. Nothing reads
 them; walship cleanup and expire remove those older than --temp-age.
 
-Exit codes: 0 listed; 1 the archive cannot be read; 2 usage error.`,
+With --repo ROOT instead of --archive, it lists every cluster archive in the
+repository ROOT (the subdirectories that hold walship.json, each named by its
+subdirectory): its identity, backups, newest backup and newest WAL, gaps,
+and the backups that cannot recover to the end of the archive.
+
+Exit codes: 0 listed; 1 the archive (or a cluster of the repository) cannot
+be read; 2 usage error.`,
 		Flags: append([]cli.Flag{
 			archiveFlag(),
+			&cli.StringFlag{Name: "repo", EnvVars: []string{"WALSHIP_REPO"},
+				Usage: "list every cluster archive in the repository `ROOT` (a directory, sftp:// or s3://) instead of one archive"},
 			&cli.BoolFlag{Name: "json", Usage: "print the listing, and the temporary files (temp_files), as JSON"},
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return usagef("info takes no arguments; got %d", c.NArg())
 			}
-			return runInfo(c.Context, g, infoOptions{Archive: c.String("archive"), SSH: sshOptionsFrom(c, g.logger), JSON: c.Bool("json")})
+			return runInfo(c.Context, g, infoOptions{Archive: c.String("archive"), Repo: c.String("repo"),
+				SSH: sshOptionsFrom(c, g.logger), JSON: c.Bool("json")})
 		},
 	}
 }
 
 func runInfo(ctx context.Context, g *globals, opts infoOptions) error {
+	if opts.Repo != "" {
+		return runInfoRepo(ctx, g, opts)
+	}
 	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err

@@ -222,6 +222,8 @@ On the primary, in postgresql.conf:
 			verifyCommand(g),
 			expireCommand(g),
 			cleanupCommand(g),
+			exporterCommand(g),
+			checkCommand(g),
 		}, extra...),
 		Metadata:       map[string]any{globalsKey: g},
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes

@@ -128,6 +128,11 @@ func serveMetrics(ctx context.Context, logger *slog.Logger, addr string, h http.
 	if err != nil {
 		return nil, nil, usagef("--metrics-addr %s: %v", addr, err)
 	}
+	return serveListener(ctx, logger, ln, h)
+}
+
+// serveListener is serveMetrics on a listener the caller opened.
+func serveListener(ctx context.Context, logger *slog.Logger, ln net.Listener, h http.Handler) (net.Addr, <-chan struct{}, error) {
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", h)
 	srv := &http.Server{
