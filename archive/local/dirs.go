@@ -2,7 +2,6 @@ package local
 
 import (
 	"context"
-	"errors"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -16,21 +15,8 @@ var _ archive.DirLister = (*Storage)(nil)
 // repository of several clusters is a root whose subdirectories are
 // cluster archives.
 func (s *Storage) ListDirs(ctx context.Context, dir string) ([]string, error) {
-	p := s.root
-	if dir != "" {
-		if err := archive.ValidName(dir); err != nil {
-			return nil, err
-		}
-		p = s.path(dir)
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	entries, err := os.ReadDir(p)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
+	p, entries, err := s.readDir(ctx, dir)
+	if err != nil || entries == nil {
 		return nil, err
 	}
 	des := make([]archive.DirEntry, len(entries))

@@ -382,24 +382,32 @@ func (s *Storage) Stat(ctx context.Context, name string) (archive.FileInfo, erro
 	return archive.FileInfo{Name: fi.Name(), Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode().Perm()}, nil
 }
 
-// List returns the regular files directly inside dir; see archive.Storage.
-// Symbolic links to regular files count as files, as they do for Open.
-func (s *Storage) List(ctx context.Context, dir string) ([]archive.FileInfo, error) {
+// readDir reads the entries of the archive directory dir ("" is the root),
+// sorted by name, and returns them with the directory's path. A missing
+// directory has no entries and no error.
+func (s *Storage) readDir(ctx context.Context, dir string) (string, []fs.DirEntry, error) {
 	p := s.root
 	if dir != "" {
 		if err := archive.ValidName(dir); err != nil {
-			return nil, err
+			return "", nil, err
 		}
 		p = s.path(dir)
 	}
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	entries, err := os.ReadDir(p) // sorted by name
+	entries, err := os.ReadDir(p)
 	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
+		return p, nil, nil
 	}
-	if err != nil {
+	return p, entries, err
+}
+
+// List returns the regular files directly inside dir; see archive.Storage.
+// Symbolic links to regular files count as files, as they do for Open.
+func (s *Storage) List(ctx context.Context, dir string) ([]archive.FileInfo, error) {
+	p, entries, err := s.readDir(ctx, dir)
+	if err != nil || entries == nil {
 		return nil, err
 	}
 	return archive.RegularFiles(entries, func(name string) (fs.FileInfo, error) {

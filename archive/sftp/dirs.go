@@ -13,23 +13,8 @@ var _ archive.DirLister = (*Storage)(nil)
 // ListDirs returns the directories inside dir; see archive.DirLister. It
 // lists dir in one request sequence, as List does.
 func (s *Storage) ListDirs(ctx context.Context, dir string) ([]string, error) {
-	p := s.cfg.Path
-	if dir != "" {
-		if err := archive.ValidName(dir); err != nil {
-			return nil, err
-		}
-		p = s.remote(dir)
-	}
-	c, err := s.conn(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var entries []os.FileInfo
-	err = s.call(ctx, c, "list", p, func() (err error) { entries, err = c.sftp.ReadDirContext(ctx, p); return err })
-	if archive.IsNotExist(err) {
-		return nil, nil
-	}
-	if err != nil {
+	c, p, entries, err := s.readDir(ctx, dir)
+	if err != nil || entries == nil {
 		return nil, err
 	}
 	des := make([]archive.DirEntry, len(entries))

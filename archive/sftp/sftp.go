@@ -474,26 +474,34 @@ func (s *Storage) Stat(ctx context.Context, name string) (archive.FileInfo, erro
 	return archive.FileInfo{Name: path.Base(name), Size: fi.Size(), ModTime: fi.ModTime(), Mode: fi.Mode().Perm()}, nil
 }
 
-// List returns the regular files in dir; see archive.Storage. Symbolic links
-// to regular files count as such, as in the local backend.
-func (s *Storage) List(ctx context.Context, dir string) ([]archive.FileInfo, error) {
+// readDir reads the entries of the archive directory dir ("" is the root)
+// in one request sequence, and returns them with the connection and the
+// remote path it read. A missing directory has no entries and no error.
+func (s *Storage) readDir(ctx context.Context, dir string) (*conn, string, []os.FileInfo, error) {
 	p := s.cfg.Path
 	if dir != "" {
 		if err := archive.ValidName(dir); err != nil {
-			return nil, err
+			return nil, "", nil, err
 		}
 		p = s.remote(dir)
 	}
 	c, err := s.conn(ctx)
 	if err != nil {
-		return nil, err
+		return nil, "", nil, err
 	}
 	var entries []os.FileInfo
 	err = s.call(ctx, c, "list", p, func() (err error) { entries, err = c.sftp.ReadDirContext(ctx, p); return err })
 	if archive.IsNotExist(err) {
-		return nil, nil
+		return c, p, nil, nil
 	}
-	if err != nil {
+	return c, p, entries, err
+}
+
+// List returns the regular files in dir; see archive.Storage. Symbolic links
+// to regular files count as such, as in the local backend.
+func (s *Storage) List(ctx context.Context, dir string) ([]archive.FileInfo, error) {
+	c, p, entries, err := s.readDir(ctx, dir)
+	if err != nil || entries == nil {
 		return nil, err
 	}
 	dirEntries := make([]fs.DirEntry, len(entries))
