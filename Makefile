@@ -50,12 +50,15 @@ fuzz:
 	  done; \
 	done
 
-# Side-by-side benchmarks against the alternatives; see BENCHMARKS.md.
+# Side-by-side benchmarks against the alternatives, the S3 rows included
+# (bench/s3.sh with at most 50 segments per pass; S3=0 skips them); see
+# BENCHMARKS.md.
 bench: build
 	bash bench/run
 
-# walship on S3 (versitygw on loopback) beside the local backend.
-bench-s3:
+# The S3 rows alone (100 segments per pass): walship on S3 (versitygw on
+# loopback) beside the local backend and beside pgBackRest's S3 repository.
+bench-s3: build
 	bash bench/s3.sh
 
 demo: build
