@@ -145,6 +145,27 @@ type Watcher interface {
 	Watch(ctx context.Context, dir string) (<-chan struct{}, error)
 }
 
+// Replacer is implemented by backends that can replace a file in one
+// atomic step. Only maintenance that rewrites files in place (a new
+// encryption key) uses it; everything else stores with Put, which never
+// replaces.
+type Replacer interface {
+	// Replace stores the bytes of r under name, which exists, as Put
+	// stores a new file: written under a temporary name, flushed, and
+	// given the name in one step, so that a reader sees the old content or
+	// the new one and never no file. A missing name returns an error
+	// matching fs.ErrNotExist, and any error leaves the old file as it was.
+	Replace(ctx context.Context, name string, r io.Reader) error
+}
+
+// Encoding is implemented by Storage wrappers that store every file
+// transformed (encrypted, say), so that FileInfo.Size is the size as
+// stored, larger than what Put was given.
+type Encoding interface {
+	// Encodes reports whether the files are stored transformed.
+	Encodes() bool
+}
+
 // ErrInvalidName is returned for a name that does not stay inside the archive.
 var ErrInvalidName = errors.New("invalid archive file name")
 

@@ -32,6 +32,24 @@ func ChecksumPath(name string) string { return WALPath(name, ChecksumSuffix) }
 // compression, it returns an error matching fs.ErrExist, and the caller
 // decides whether the archived copy is the same.
 func PutWAL(ctx context.Context, st Storage, name string, r io.Reader, c Compression) error {
+	return PutWALDigest(ctx, st, name, r, c, "")
+}
+
+// DigestPutter is implemented by storages that can record, with a file,
+// a digest of the content it was made from (the encryption layer, whose
+// writers cannot read back what they stored).
+type DigestPutter interface {
+	// PutDigest is Put, recording digest with the file.
+	PutDigest(ctx context.Context, name string, r io.Reader, digest string) error
+}
+
+// PutWALDigest is PutWAL, recording digest with the file when st is a
+// DigestPutter.
+func PutWALDigest(ctx context.Context, st Storage, name string, r io.Reader, c Compression, digest string) error {
+	put := st.Put
+	if dp, ok := st.(DigestPutter); ok && digest != "" {
+		put = func(ctx context.Context, name string, r io.Reader) error { return dp.PutDigest(ctx, name, r, digest) }
+	}
 	if _, _, err := StatWAL(ctx, st, name); err == nil {
 		return fmt.Errorf("%s: %w", name, errExist)
 	} else if !IsNotExist(err) {
@@ -39,14 +57,14 @@ func PutWAL(ctx context.Context, st Storage, name string, r io.Reader, c Compres
 	}
 	if c == None {
 		hr := &hashingReader{r: r, h: xxhash.New()}
-		if err := st.Put(ctx, WALPath(name, ""), hr); err != nil {
+		if err := put(ctx, WALPath(name, ""), hr); err != nil {
 			return err
 		}
 		return WriteChecksum(ctx, st, name, Checksum{Sum: hr.h.Sum64(), Size: hr.n})
 	}
 	zr := Compress(r)
 	defer zr.Close()
-	return st.Put(ctx, WALPath(name, c.Suffix()), zr)
+	return put(ctx, WALPath(name, c.Suffix()), zr)
 }
 
 // Checksum is the content of a raw file's checksum file.

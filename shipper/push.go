@@ -110,8 +110,12 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("push %s: %w", name, err)
 	}
+	digest, err := p.digestFor(ctx, f, size)
+	if err != nil {
+		return fmt.Errorf("push %s: %w", name, err)
+	}
 	src := &exactReader{r: f, want: size}
-	err = archive.PutWAL(ctx, p.Storage, name, src, p.Compression)
+	err = archive.PutWALDigest(ctx, p.Storage, name, src, p.Compression, digest)
 	if archive.IsExist(err) {
 		// Another push of the same name won the race.
 		return p.compareArchived(ctx, f, n, size)
@@ -143,6 +147,9 @@ func (p *Pusher) warnForked(ctx context.Context, n wal.Name, segSize int64) {
 	}
 	start := seg.Start(segSize)
 	f, ok, err := archive.ForkBefore(ctx, p.Storage, n.TLI, start)
+	if p.noKey(err, "checking for a diverged server") {
+		return
+	}
 	if err != nil {
 		p.logger().Warn("cannot read the archive's newer timelines to check for a diverged server", "file", n.String(), "err", err)
 		return
@@ -256,7 +263,7 @@ func (p *Pusher) checkHistory(ctx context.Context, n wal.Name, entries []wal.His
 	}
 	pname := wal.HistoryName(parent)
 	rc, _, err := archive.OpenWAL(ctx, p.Storage, pname)
-	if archive.IsNotExist(err) {
+	if archive.IsNotExist(err) || p.noKey(err, "comparing with the parent timeline's history") {
 		return nil // archived before walship, or elsewhere: nothing to compare with
 	}
 	if err != nil {
@@ -307,6 +314,9 @@ func openRegular(path string) (*os.File, error) {
 // size bytes of f, and ErrConflict if it holds anything else.
 func (p *Pusher) compareArchived(ctx context.Context, f *os.File, n wal.Name, size int64) error {
 	name := n.String()
+	if handled, err := p.compareDigest(ctx, f, n, size); handled {
+		return err
+	}
 	rc, _, err := archive.OpenWAL(ctx, p.Storage, name)
 	if err != nil {
 		return fmt.Errorf("push %s: compare with archived copy: %w", name, err)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/walship/walship/archive"
+	"github.com/walship/walship/archive/crypt"
 	"github.com/walship/walship/wal"
 )
 
@@ -127,6 +128,12 @@ func restore(ctx context.Context, st archive.Storage, n wal.Name, dest string, e
 	rc, rawSize, err := archive.OpenWAL(ctx, st, name)
 	if archive.IsNotExist(err) {
 		return fmt.Errorf("%s: %w", name, ErrNotFound)
+	}
+	if errors.Is(err, archive.ErrCorrupt) || errors.Is(err, crypt.ErrKey) {
+		// Refused by the encryption layer: tampered with, not encrypted
+		// in an encrypted archive, or no key for it. Retrying cannot help,
+		// and "not found" would promote.
+		return fmt.Errorf("%w: %w", ErrBadWAL, err)
 	}
 	if err != nil {
 		return fmt.Errorf("open %s: %w", name, err)

@@ -136,11 +136,28 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
 
 // Put stores r under name; see archive.Storage. A cancelled ctx is noticed
 // between reads of r; a Read that blocks forever blocks Put forever.
-func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error) {
+func (s *Storage) Put(ctx context.Context, name string, r io.Reader) error {
+	return s.store(ctx, name, r, false)
+}
+
+// Replace replaces the file name with the bytes of r; see archive.Replacer.
+func (s *Storage) Replace(ctx context.Context, name string, r io.Reader) error {
+	return s.store(ctx, name, r, true)
+}
+
+// store is Put, or Replace when replace is set.
+func (s *Storage) store(ctx context.Context, name string, r io.Reader, replace bool) (err error) {
 	if err := archive.ValidName(name); err != nil {
 		return err
 	}
 	final := s.path(name)
+	if replace {
+		if fi, err := os.Stat(final); err != nil {
+			return fmt.Errorf("replace %s: %w", final, err)
+		} else if !fi.Mode().IsRegular() {
+			return fmt.Errorf("replace %s: not a regular file", final)
+		}
+	}
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("put %s: %w", final, s.explain(err))
@@ -186,6 +203,13 @@ func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error)
 		return err
 	}
 
+	if replace {
+		if err := os.Rename(tmp, final); err != nil {
+			return err
+		}
+		linked = true
+		return syncDir(dir)
+	}
 	op, err := "rename", s.renameNoReplace(tmp, final)
 	if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP) {
 		// No RENAME_NOREPLACE here. link(2) fails with EEXIST just the

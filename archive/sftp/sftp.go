@@ -196,7 +196,19 @@ func (s *Storage) login() string {
 }
 
 // Put stores r under name; see archive.Storage and the package comment.
-func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error) {
+func (s *Storage) Put(ctx context.Context, name string, r io.Reader) error {
+	return s.store(ctx, name, r, false)
+}
+
+// Replace replaces the file name with the bytes of r; see
+// archive.Replacer. It needs the server's posix-rename@openssh.com
+// extension, which replaces atomically.
+func (s *Storage) Replace(ctx context.Context, name string, r io.Reader) error {
+	return s.store(ctx, name, r, true)
+}
+
+// store is Put, or Replace when replace is set.
+func (s *Storage) store(ctx context.Context, name string, r io.Reader, replace bool) (err error) {
 	if err := archive.ValidName(name); err != nil {
 		return err
 	}
@@ -209,6 +221,11 @@ func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error)
 	c, err := s.conn(ctx)
 	if err != nil {
 		return err
+	}
+	if replace {
+		if _, err := s.stat(ctx, c, final); err != nil {
+			return err
+		}
 	}
 	dir := path.Dir(final)
 	if err := s.mkdirAll(ctx, c, dir); err != nil {
@@ -253,6 +270,13 @@ func (s *Storage) Put(ctx context.Context, name string, r io.Reader) (err error)
 		return err
 	}
 
+	if replace {
+		if err := s.call(ctx, c, "posix-rename", tmp, func() error { return c.sftp.PosixRename(tmp, final) }); err != nil {
+			return err
+		}
+		named = true
+		return nil
+	}
 	err = s.call(ctx, c, "rename", tmp, func() error { return c.sftp.Rename(tmp, final) })
 	if err != nil && !errors.Is(err, archive.ErrUnavailable) && ctx.Err() == nil {
 		// OpenSSH answers a bare "failure" when the name exists.

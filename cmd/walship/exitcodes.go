@@ -144,7 +144,7 @@ func namesCommand(args []string) bool {
 
 // commandNames are walship's commands, for roleOf; TestCommandNames keeps
 // it in step with newApp.
-var commandNames = []string{"push", "wait", "promote", "tail", "backup", "restore", "fetch", "info", "verify", "expire", "cleanup", "exporter", "check", "help"}
+var commandNames = []string{"push", "wait", "promote", "tail", "backup", "restore", "fetch", "info", "verify", "expire", "cleanup", "exporter", "check", "encryption", "help"}
 
 // outcomeOf classifies the error a command returned.
 func outcomeOf(err error) outcome {

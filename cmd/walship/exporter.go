@@ -222,7 +222,7 @@ func newExporter(logger *slog.Logger, opts exporterOptions) (*exporter, error) {
 		return nil, usagef("--name and --dsn describe --archive, which is not given; use --cluster NAME=URL and --cluster-dsn NAME=CONNSTR")
 	}
 	e := &exporter{logger: logger, opts: opts, descs: exporterDescs(), dsns: map[string]string{}}
-	lazy := func(raw string) (archive.Storage, error) {
+	lazy := func(raw string, open func(context.Context, string, sshOptions) (archive.Storage, error)) (archive.Storage, error) {
 		u, err := archive.ParseURL(raw)
 		if err != nil {
 			return nil, usageError{err}
@@ -230,7 +230,7 @@ func newExporter(logger *slog.Logger, opts exporterOptions) (*exporter, error) {
 		// A daemon outlives an archive that is away for a while: opening
 		// it is retried at each refresh, like any other archive error.
 		return archive.Lazy(u.String(), func(ctx context.Context) (archive.Storage, error) {
-			return openArchive(ctx, raw, opts.SSH)
+			return open(ctx, raw, opts.SSH)
 		}), nil
 	}
 	add := func(name, raw, dsn string) error {
@@ -242,7 +242,9 @@ func newExporter(logger *slog.Logger, opts exporterOptions) (*exporter, error) {
 				return usagef("cluster %s is given twice", name)
 			}
 		}
-		st, err := lazy(raw)
+		st, err := lazy(raw, func(ctx context.Context, raw string, o sshOptions) (archive.Storage, error) {
+			return openArchive(ctx, raw, o)
+		})
 		if err != nil {
 			return err
 		}
@@ -296,7 +298,7 @@ func newExporter(logger *slog.Logger, opts exporterOptions) (*exporter, error) {
 		}
 	}
 	if opts.Repo != "" {
-		st, err := lazy(opts.Repo)
+		st, err := lazy(opts.Repo, openRepo)
 		if err != nil {
 			return nil, err
 		}
@@ -416,6 +418,9 @@ func (e *exporter) discover(ctx context.Context) {
 			continue
 		}
 		st, err := archive.Sub(e.root, name)
+		if err == nil {
+			st, err = withEncryption(st, e.opts.SSH)
+		}
 		if err != nil {
 			continue
 		}

@@ -224,6 +224,7 @@ On the primary, in postgresql.conf:
 			cleanupCommand(g),
 			exporterCommand(g),
 			checkCommand(g),
+			encryptionCommand(g),
 		}, extra...),
 		Metadata:       map[string]any{globalsKey: g},
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes

@@ -32,7 +32,7 @@ type repoResult struct {
 // subdirectories that hold walship.json. A cluster that cannot be read is
 // listed with its error, and makes info fail once all are listed.
 func runInfoRepo(ctx context.Context, g *globals, opts infoOptions) error {
-	root, err := openArchive(ctx, opts.Repo, opts.SSH)
+	root, err := openRepo(ctx, opts.Repo, opts.SSH)
 	if err != nil {
 		return err
 	}
@@ -46,6 +46,9 @@ func runInfoRepo(ctx context.Context, g *globals, opts infoOptions) error {
 	for _, name := range names {
 		rc := repoCluster{Name: name}
 		st, err := archive.Sub(root, name)
+		if err == nil {
+			st, err = withEncryption(st, opts.SSH)
+		}
 		if err == nil {
 			rc.Health, err = (&backup.Tracker{Storage: st}).Refresh(ctx)
 		}

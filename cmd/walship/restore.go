@@ -284,7 +284,8 @@ func sshArgs(o sshOptions) []string {
 	if o.Timeout != 0 && o.Timeout != sftp.DefaultIOTimeout {
 		args = append(args, "--ssh-timeout", o.Timeout.String())
 	}
-	return append(args, s3Args(o)...)
+	args = append(args, s3Args(o)...)
+	return append(args, cryptArgs(o)...)
 }
 
 // warnTargetAfterWAL warns when a target time lies after the newest archived

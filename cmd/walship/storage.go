@@ -10,6 +10,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/walship/walship/archive"
+	"github.com/walship/walship/archive/crypt"
 	"github.com/walship/walship/archive/local"
 	"github.com/walship/walship/archive/s3"
 	"github.com/walship/walship/archive/sftp"
@@ -61,6 +62,12 @@ func sshFlags() []cli.Flag {
 			Usage: "profile of ~/.aws/credentials and ~/.aws/config for s3:// archives; default: AWS_PROFILE, else default"},
 		&cli.StringFlag{Name: "s3-credentials-file", EnvVars: []string{"WALSHIP_S3_CREDENTIALS_FILE"}, TakesFile: true,
 			Usage: "shared credentials `FILE` to read instead of ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE)"},
+		&cli.StringFlag{Name: "encryption-identity", EnvVars: []string{"WALSHIP_ENCRYPTION_IDENTITY"}, TakesFile: true,
+			Usage: "age identity `FILE` (private keys, mode 0600) that decrypts an encrypted archive: wait, fetch, restore, verify and " +
+				"encryption rewrap need it; push, tail and backup do not (they encrypt with the archive's public keys)"},
+		&cli.BoolFlag{Name: "require-encryption", EnvVars: []string{"WALSHIP_REQUIRE_ENCRYPTION"},
+			Usage: "refuse an archive that has no encryption keys, rather than write or read it in the clear " +
+				"(so that a removed encryption/ directory cannot turn encryption off)"},
 		&cli.DurationFlag{Name: "s3-timeout", Value: s3.DefaultTimeout, EnvVars: []string{"WALSHIP_S3_TIMEOUT"},
 			Usage: "give up an S3 request whose server does not answer, or stops sending, for this long; the call is then retried"},
 	}
@@ -116,7 +123,11 @@ type sshOptions struct {
 	HostKeyFingerprint string
 	Timeout            time.Duration
 	S3                 s3Options
-	Logger             *slog.Logger // receives connection events and retries
+	Encryption         cryptOptions
+	// NoRetry leaves out archive.Retry, for maintenance that does its own
+	// (encryption rewrap, whose Replace a retry would hide).
+	NoRetry bool
+	Logger  *slog.Logger // receives connection events and retries
 }
 
 // sshOptionsFrom reads sshFlags.
@@ -129,6 +140,7 @@ func sshOptionsFrom(c *cli.Context, logger *slog.Logger) sshOptions {
 		HostKeyFingerprint: c.String("host-key-fingerprint"),
 		Timeout:            c.Duration("ssh-timeout"),
 		S3:                 s3OptionsFrom(c),
+		Encryption:         cryptOptions{Identity: c.String("encryption-identity"), Require: c.Bool("require-encryption")},
 		Logger:             logger,
 	}
 }
@@ -139,16 +151,70 @@ func sshOptionsFrom(c *cli.Context, logger *slog.Logger) sshOptions {
 // connection breaks; calls that fail for a broken connection are retried a
 // few times with backoff (archive.Retry).
 func openArchive(ctx context.Context, rawURL string, ssh ...sshOptions) (archive.Storage, error) {
+	var o sshOptions
+	if len(ssh) > 0 {
+		o = ssh[0]
+	}
+	st, err := openBackend(ctx, rawURL, o)
+	if err != nil {
+		return nil, err
+	}
+	return withEncryption(st, o)
+}
+
+// cryptOptions are the settings of --encryption-identity and
+// --require-encryption.
+type cryptOptions struct {
+	Identity string
+	Require  bool
+}
+
+// cryptArgs returns the command line flags that give another walship
+// process (the prefetcher, a restore_command) the same encryption settings.
+func cryptArgs(o sshOptions) []string {
+	var args []string
+	if o.Encryption.Identity != "" {
+		args = append(args, "--encryption-identity", o.Encryption.Identity)
+	}
+	if o.Encryption.Require {
+		args = append(args, "--require-encryption")
+	}
+	return args
+}
+
+// withEncryption puts the encryption layer on the archive of one cluster:
+// every command goes through it, so that an archive with encryption keys
+// is never written in the clear, whoever writes. An archive without keys
+// passes through as it is (unless an identity or --require-encryption
+// says it must have them).
+func withEncryption(st archive.Storage, o sshOptions) (archive.Storage, error) {
+	cfg := crypt.Config{Require: o.Encryption.Require, Logger: o.Logger}
+	if o.Encryption.Identity != "" {
+		ids, err := crypt.LoadIdentities(o.Encryption.Identity)
+		if err != nil {
+			st.Close()
+			return nil, usagef("--encryption-identity: %v", err)
+		}
+		cfg.Identities = ids
+	}
+	return crypt.New(st, cfg), nil
+}
+
+// openRepo opens the root of a repository of many clusters, which is not
+// one cluster's archive: each cluster gets its encryption layer of its own
+// (withEncryption on archive.Sub).
+func openRepo(ctx context.Context, rawURL string, o sshOptions) (archive.Storage, error) {
+	return openBackend(ctx, rawURL, o)
+}
+
+// openBackend opens the storage that rawURL names, without encryption.
+func openBackend(ctx context.Context, rawURL string, o sshOptions) (archive.Storage, error) {
 	if rawURL == "" {
 		return nil, usagef("no archive given: pass --archive DIR or set WALSHIP_ARCHIVE")
 	}
 	u, err := archive.ParseURL(rawURL)
 	if err != nil {
 		return nil, usageError{err}
-	}
-	var o sshOptions
-	if len(ssh) > 0 {
-		o = ssh[0]
 	}
 	mode, err := fileMode(o)
 	if err != nil {
@@ -178,9 +244,9 @@ func openArchiveToRead(ctx context.Context, rawURL string, ssh sshOptions) (arch
 			if err != nil {
 				return nil, err
 			}
-			return archive.Lazy(u.Path, func(context.Context) (archive.Storage, error) {
+			return withEncryption(archive.Lazy(u.Path, func(context.Context) (archive.Storage, error) {
 				return local.Open(local.Config{Root: u.Path, FileMode: mode})
-			}), nil
+			}), ssh)
 		}
 	}
 	return openArchive(ctx, rawURL, ssh)
@@ -224,6 +290,9 @@ func openSFTP(u archive.URL, o sshOptions, mode fs.FileMode) (archive.Storage, e
 	if err != nil {
 		return nil, usageError{err}
 	}
+	if o.NoRetry {
+		return st, nil
+	}
 	return archive.Retry(st, archive.RetryPolicy{Logger: o.Logger}), nil
 }
 
@@ -247,6 +316,9 @@ func openS3(u archive.URL, o sshOptions) (archive.Storage, error) {
 	})
 	if err != nil {
 		return nil, usageError{err}
+	}
+	if o.NoRetry {
+		return st, nil
 	}
 	return archive.Retry(st, archive.RetryPolicy{Logger: o.Logger}), nil
 }

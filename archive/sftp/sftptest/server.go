@@ -201,6 +201,12 @@ func (h fsHandler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	return os.OpenFile(h.local(r.Filepath), flags, 0o644)
 }
 
+// PosixRename is OpenSSH's posix-rename@openssh.com: rename(2), which
+// replaces the target.
+func (h fsHandler) PosixRename(r *sftp.Request) error {
+	return os.Rename(h.local(r.Filepath), h.local(r.Target))
+}
+
 func (h fsHandler) Filecmd(r *sftp.Request) error {
 	p := h.local(r.Filepath)
 	switch r.Method {
