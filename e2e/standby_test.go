@@ -31,6 +31,7 @@ func newWarmPair(t *testing.T) *warmPair {
 type warmOptions struct {
 	pushArgs string              // more arguments of walship push, such as "--compress none"
 	restore  func(string) string // rewrites the standby's restore_command line
+	prepare  func(arch string)   // runs on the empty archive before the primary starts
 }
 
 // newWarmPairStopped makes the pair of newWarmPair and leaves the standby
@@ -39,6 +40,9 @@ func newWarmPairStopped(t *testing.T, o warmOptions) *warmPair {
 	t.Helper()
 	p := &warmPair{bin: pgtest.Walship(t), arch: pgtest.TempDir(t)}
 	p.trigger = filepath.Join(pgtest.TempDir(t), "walship.trigger")
+	if o.prepare != nil {
+		o.prepare(p.arch)
+	}
 	conf := pushConf(p.bin, p.arch)
 	if o.pushArgs != "" {
 		for i, l := range conf {

@@ -32,9 +32,20 @@ type ack struct {
 // interval (plus slack for the poll and the Put) before the kill is there.
 func TestTailFailoverLosesAtMostOneInterval(t *testing.T) {
 	t.Parallel()
+	tailFailover(t, nil)
+}
+
+// tailFailover is TestTailFailoverLosesAtMostOneInterval, on an encrypted
+// archive when enc is not nil.
+func tailFailover(t *testing.T, enc *encryptedArchive) {
 	bin := pgtest.Walship(t)
 	arch := pgtest.TempDir(t)
 	trig := filepath.Join(pgtest.TempDir(t), "walship.trigger")
+	readArgs := ""
+	if enc != nil {
+		enc.init(t, bin, arch)
+		readArgs = " " + enc.readArgs()
+	}
 	primary := pgtest.New(t, pgtest.Options{
 		InitdbArgs: []string{"--wal-segsize=1"},
 		Conf: []string{
@@ -47,7 +58,7 @@ func TestTailFailoverLosesAtMostOneInterval(t *testing.T) {
 	primary.WaitFor(t, "SELECT last_archived_wal FROM pg_stat_archiver", seg, 30*time.Second)
 
 	standby := pgtest.BaseBackup(t, primary, pgtest.Options{Conf: []string{
-		"restore_command = '" + bin + " wait --archive " + arch + " --trigger " + trig + " --poll 100ms %f %p %r'",
+		"restore_command = '" + bin + " wait --archive " + arch + readArgs + " --trigger " + trig + " --poll 100ms %f %p %r'",
 		"recovery_end_command = 'rm -f " + trig + "'",
 		"hot_standby = on",
 		// Read-ahead would block in the waiting restore_command and keep the
@@ -118,6 +129,9 @@ func TestTailFailoverLosesAtMostOneInterval(t *testing.T) {
 		t.Errorf("the standby did not restore a tail; its log:\n%s", log)
 	}
 	// push removes the increments of every segment it archives whole.
+	if enc != nil {
+		enc.assertAllEncrypted(t, arch)
+	}
 	dirs, _ := filepath.Glob(filepath.Join(arch, "wal", "*.tail"))
 	for _, d := range dirs {
 		seg := strings.TrimSuffix(filepath.Base(d), ".tail")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path"
 	"slices"
 	"strings"
@@ -95,16 +96,21 @@ func (s *Storage) Unwrap() archive.Storage { return s.st }
 // Plain reports whether name is stored unencrypted in an encrypted
 // archive: walship.json (the cluster's identity, which every push checks),
 // the key sets, and the backups' catalog entries (<id>.json and
-// <id>.started: LSNs, times, sizes, file names), so that a primary, which
-// holds no private key, can push, take backups and expire old ones.
+// <id>.started: LSNs, times, sizes, file names; the inprogress markers of
+// running backups), so that a primary, which holds no private key, can
+// push, take backups and expire old ones.
 func Plain(name string) bool {
 	if name == archive.IdentityFile || strings.HasPrefix(name, KeysDir+"/") {
 		return true
 	}
-	if dir, base := path.Split(name); dir == archive.BackupsDir+"/" {
+	dir, base := path.Split(name)
+	if dir == archive.BackupsDir+"/" {
 		return strings.HasSuffix(base, ".json") || strings.HasSuffix(base, ".started")
 	}
-	return false
+	// The markers of running backups (backups/<id>/inprogress-<n>.json),
+	// which expire and other backups read to keep their WAL.
+	return strings.HasPrefix(dir, archive.BackupsDir+"/") && strings.Count(dir, "/") == 2 &&
+		strings.HasPrefix(base, "inprogress-") && strings.HasSuffix(base, ".json")
 }
 
 // keys returns the archive's key sets, read again when older than Reload.
@@ -136,13 +142,43 @@ func (s *Storage) Active(ctx context.Context) (KeySet, bool, error) {
 		return KeySet{}, false, err
 	}
 	if len(sets) == 0 {
-		if s.cfg.Require || len(s.cfg.Identities.IDs) > 0 {
+		if s.cfg.Require || len(s.identities().IDs) > 0 {
 			return KeySet{}, false, fmt.Errorf("%w: archive %s has no encryption keys (%s/ is empty), but walship was given an identity or told to require encryption: "+
 				"if the archive is new, run walship encryption init; if %s/ was removed, restore it from a copy", ErrNotEncrypted, s.st, KeysDir, KeysDir)
 		}
 		return KeySet{}, false, nil
 	}
 	return sets[len(sets)-1], true, nil
+}
+
+// identities returns the identities in use.
+func (s *Storage) identities() Identities {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cfg.Identities
+}
+
+// reloadIdentities reads the identity file again if it changed since it
+// was read, and reports whether it did: a long-running reader (a wait
+// that waits, the prefetcher) sees a key added to its file.
+func (s *Storage) reloadIdentities() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur := s.cfg.Identities
+	if cur.File == "" {
+		return false
+	}
+	fi, err := os.Stat(cur.File)
+	if err != nil || (fi.ModTime().Equal(cur.modTime) && fi.Size() == cur.size) {
+		return false
+	}
+	ids, err := LoadIdentities(cur.File)
+	if err != nil {
+		s.cfg.Logger.Warn("cannot read the changed encryption identity file", "path", cur.File, "err", err)
+		return false
+	}
+	s.cfg.Identities = ids
+	return true
 }
 
 // Put encrypts r to the active key set and stores it.
@@ -301,13 +337,14 @@ func (s *Storage) Open(ctx context.Context, name string) (io.ReadCloser, error) 
 		rc.Close()
 		return nil, fmt.Errorf("open %s: %w", name, err)
 	}
-	if len(s.cfg.Identities.IDs) == 0 {
+	if len(s.identities().IDs) == 0 {
 		rc.Close()
 		return nil, fmt.Errorf("%w: %s is encrypted to key %s: give its identity file with --encryption-identity (WALSHIP_ENCRYPTION_IDENTITY)",
 			ErrKey, name, strings.Join(h.Keys, " or "))
 	}
+	ids := s.identities()
 	src := &srcReader{r: br}
-	pr, err := age.Decrypt(src, s.cfg.Identities.IDs...)
+	pr, err := age.Decrypt(src, ids.IDs...)
 	if err != nil && src.err != nil {
 		rc.Close()
 		return nil, fmt.Errorf("open %s: %w", name, src.err)
@@ -316,8 +353,13 @@ func (s *Storage) Open(ctx context.Context, name string) (io.ReadCloser, error) 
 		rc.Close()
 		var nm *age.NoIdentityMatchError
 		if errors.As(err, &nm) {
+			if s.reloadIdentities() {
+				// The identity file changed since this process read it (a
+				// key added in a rotation while wait waited): try again.
+				return s.Open(ctx, name)
+			}
 			return nil, fmt.Errorf("%w: %s is encrypted to key %s, and %s holds key %s: give the identity of key %s",
-				ErrKey, name, strings.Join(h.Keys, " or "), s.cfg.Identities.File, strings.Join(s.cfg.Identities.Fingerprints, ", "),
+				ErrKey, name, strings.Join(h.Keys, " or "), ids.File, strings.Join(ids.Fingerprints, ", "),
 				strings.Join(h.Keys, " or "))
 		}
 		return nil, fmt.Errorf("%w: %s: %w", archive.ErrCorrupt, name, err)

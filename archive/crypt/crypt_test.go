@@ -328,3 +328,50 @@ func FuzzReadHeader(f *testing.F) {
 		}
 	})
 }
+
+func TestPlain(t *testing.T) {
+	for name, want := range map[string]bool{
+		"walship.json":                                                        true,
+		"encryption/keys-000001.json":                                         true,
+		"backups/20261202T000000Z.json":                                       true,
+		"backups/20261202T000000Z.started":                                    true,
+		"backups/20261202T000000Z/inprogress-000001.json":                     true,
+		"backups/20261202T000000Z/base.tar.zst":                               false,
+		"backups/20261202T000000Z/backup_manifest":                            false,
+		"backups/a/b/inprogress-000001.json":                                  false,
+		"wal/000000010000000000000001.zst":                                    false,
+		"wal/00000002.history":                                                false,
+		"wal/000000010000000000000001.tail/0000000000000000-0000000000002000": false,
+		"alpha/walship.json":                                                  false,
+	} {
+		if got := crypt.Plain(name); got != want {
+			t.Errorf("Plain(%q) = %v, want %v", name, got, want)
+		}
+	}
+}
+
+// TestIdentityFileReloaded: a reader that started before its identity
+// file got a new key (a rotation while wait waits) reads a file of the
+// new key once the file has it.
+func TestIdentityFileReloaded(t *testing.T) {
+	oldID, oldPath := newKey(t)
+	newID, _ := newKey(t)
+	raw, _ := encrypted(t, oldID, crypt.Config{})
+	reader := crypt.New(raw, crypt.Config{Identities: loadIDs(t, oldPath)})
+	if _, err := crypt.AddKeySet(t.Context(), raw, []crypt.Key{{Recipient: newID.Recipient().String()}}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	put(t, crypt.New(raw, crypt.Config{}), "wal/new", []byte("new"))
+	if _, err := read(reader, "wal/new"); !errors.Is(err, crypt.ErrKey) {
+		t.Fatalf("before the identity file has the new key: got %v, want ErrKey", err)
+	}
+	f, err := os.OpenFile(oldPath, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.WriteString(newID.String() + "\n")
+	f.Close()
+	if b, err := read(reader, "wal/new"); err != nil || string(b) != "new" {
+		t.Errorf("after the new key was added to the identity file: got %q, %v", b, err)
+	}
+}

@@ -198,6 +198,9 @@ type Identities struct {
 	IDs  []age.Identity
 	// Fingerprints are those of the identities' public keys.
 	Fingerprints []string
+
+	modTime time.Time // of File when read
+	size    int64
 }
 
 // ErrIdentityFile is returned for an identity file that cannot be used.
@@ -225,7 +228,7 @@ func LoadIdentities(path string) (Identities, error) {
 	if err != nil {
 		return Identities{}, fmt.Errorf("%w: %s: %v", ErrIdentityFile, path, err)
 	}
-	out := Identities{File: path, IDs: ids}
+	out := Identities{File: path, IDs: ids, modTime: fi.ModTime(), size: fi.Size()}
 	for _, id := range ids {
 		switch id := id.(type) {
 		case *age.X25519Identity:
