@@ -142,12 +142,15 @@ func (s *Storage) putObject(ctx context.Context, name string, data []byte) error
 	sum := checksum(data)
 	op := "put " + name
 	for attempt := 1; ; attempt++ {
-		if s.noConditional.Load() {
+		if s.noConditional.Load() && !isReplace(ctx) {
 			if err := s.refuseExisting(ctx, op, key); err != nil {
 				return err
 			}
 		}
 		h := s.conditional(http.Header{"X-Amz-Checksum-Crc32c": {sum}})
+		if isReplace(ctx) {
+			h.Del("If-None-Match")
+		}
 		resp, err := s.call(ctx, op, request{method: http.MethodPut, key: key, header: h, body: data, payloadHash: unsignedPayload})
 		if err != nil && s.noConditionalWrites(err) && h.Get("If-None-Match") != "" {
 			continue
@@ -447,12 +450,15 @@ func (u *multipart) complete(ctx context.Context) error {
 		return err
 	}
 	for attempt := 1; ; attempt++ {
-		if u.s.noConditional.Load() {
+		if u.s.noConditional.Load() && !isReplace(ctx) {
 			if err := u.s.refuseExisting(ctx, u.op, u.key); err != nil {
 				return err
 			}
 		}
 		h := u.s.conditional(http.Header{"Content-Type": {"application/xml"}})
+		if isReplace(ctx) {
+			h.Del("If-None-Match")
+		}
 		resp, err := u.s.call(ctx, u.op, request{method: http.MethodPost, key: u.key,
 			query: url.Values{"uploadId": {u.id}}, header: h, body: b})
 		if err != nil && u.s.noConditionalWrites(err) && h.Get("If-None-Match") != "" {
