@@ -49,7 +49,7 @@ func name(segno wal.SegNo) string { return wal.SegmentName(1, segno, segSize) }
 type env struct {
 	t    *testing.T
 	root string
-	st   *local.Storage
+	st   archive.Storage
 	dest string
 	real bool // the cluster of wal/testdata
 }
