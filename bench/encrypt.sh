@@ -106,10 +106,10 @@ done
 
 log "push: $ROUNDS rounds x ${#SEGS[@]} segments x 2 compressions x 2 archives"
 src=$WORK/src
-if [[ ! -d $src ]]; then
-	mkdir -p "$src"
-	for s in "${SEGS[@]}"; do WALSHIP_LOG_LEVEL=warn "$BIN" fetch --archive "$PLAIN" "$s" "$src/$s"; done
-fi
+mkdir -p "$src"
+for s in "${SEGS[@]}"; do
+	[[ -f $src/$s ]] || WALSHIP_LOG_LEVEL=warn "$BIN" fetch --archive "$PLAIN" "$s" "$src/$s"
+done
 for ((r = 1; r <= ROUNDS; r++)); do
 	for c in zstd none; do
 		order=(plain enc)
