@@ -24,7 +24,7 @@ test:
 # server binaries .ci/pg-majors installs (13, 14, 16, 17, 18). The whole
 # suite runs on the default one, Debian's 15. A major not installed is a
 # failure: run .ci/pg-majors install. MAJORS="13 17" narrows the run.
-MAJOR_E2E   ?= ^(TestMajor.*|TestPushArchivesEverySegment|TestWarmStandby(Smart|Fast)Failover|TestTailFailoverLosesAtMostOneInterval|TestBackup(PITR|FromStandby|AcrossTimelines|RestoreStandby)|TestRestoreSignalStandby|TestContribStandbySignalFetch)$$
+MAJOR_E2E   ?= ^(TestMajor.*|TestIncremental.*|TestPushArchivesEverySegment|TestWarmStandby(Smart|Fast)Failover|TestTailFailoverLosesAtMostOneInterval|TestBackup(PITR|FromStandby|AcrossTimelines|RestoreStandby)|TestRestoreSignalStandby|TestContribStandbySignalFetch)$$
 MAJOR_UNITS ?= ^(TestTailPG.*|TestBackupRestoreTablespace|TestStandby)$$
 MAJORS      ?=
 test-majors:

@@ -67,6 +67,11 @@ type Options struct {
 	// Heartbeat is how often the marker is renewed. Zero means
 	// DefaultHeartbeat or a quarter of StaleAfter, whichever is shorter.
 	Heartbeat time.Duration
+	// Incremental asks for an incremental backup (PostgreSQL 17, with
+	// summarize_wal on): only the blocks changed since Parent, or since
+	// the newest complete backup when Parent is "".
+	Incremental IncrementalMode
+	Parent      string
 }
 
 // Limits of Options.MaxRate: BASE_BACKUP's, in KiB per second.
@@ -148,15 +153,22 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 	if opts.MaxRate != 0 && (opts.MaxRate < MinMaxRate || opts.MaxRate > MaxMaxRate) {
 		return Meta{}, fmt.Errorf("max rate %d bytes/s: want %d KiB/s to %d MiB/s", opts.MaxRate, MinMaxRate>>10, MaxMaxRate>>20)
 	}
+	parent, err := chooseParent(ctx, st, conn, si, opts, log)
+	if err != nil {
+		return Meta{}, err
+	}
 
 	m := Meta{
-		Format:      MetaFormat,
+		Format:      FullMetaFormat,
 		FromStandby: si.InRecovery,
 		PGVersion:   si.Version,
 		SystemID:    si.SystemID,
 		SegmentSize: si.SegmentSize,
 		Compression: opts.Compression.String(),
 		Manifest:    "backup_manifest" + opts.Compression.Suffix(),
+	}
+	if parent != nil {
+		m.Format, m.Parent = MetaFormat, parent.ID
 	}
 	serverZstd := opts.CompressOnServer && opts.Compression == archive.Zstd
 	if serverZstd && !si.Major.ServerCompression() {
@@ -198,10 +210,22 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 	}
 	defer fail()
 
-	log.Info("base backup starting", "label", m.Label, "from_standby", m.FromStandby, "fast_checkpoint", opts.FastCheckpoint)
-	cmd, err := baseBackupCommand(si.Major, m.Label, opts.FastCheckpoint, opts.Progress != nil, serverZstd, opts.MaxRate>>10)
+	log.Info("base backup starting", "label", m.Label, "from_standby", m.FromStandby, "fast_checkpoint", opts.FastCheckpoint,
+		"parent", m.Parent)
+	cmd, err := baseBackupCommand(si.Major, m.Label, opts.FastCheckpoint, opts.Progress != nil, serverZstd, opts.MaxRate>>10, parent != nil)
 	if err != nil {
 		return Meta{}, err
+	}
+	if parent != nil {
+		if err := uploadParentManifest(ctx, st, conn, *parent); err != nil {
+			if opts.Incremental == IncrementalAuto {
+				log.Info("the server refused the parent's manifest: taking a full backup instead", "parent", parent.ID, "err", err)
+				fail()
+				opts.Incremental, opts.Parent = Full, ""
+				return Backup(ctx, st, opts)
+			}
+			return Meta{}, incrementalRefused(err, *parent)
+		}
 	}
 	var sr basebackup.Start
 	stop, stopTLI, err := basebackup.Run(ctx, conn, si.Major, cmd, func(r basebackup.Start) error {
@@ -232,6 +256,17 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 		fail()
 		opts.CompressOnServer = false
 		return Backup(ctx, st, opts)
+	}
+	if parent != nil && len(s.archives) == 0 && s.cur == nil && errors.As(err, &pgErr) {
+		// The server refuses an incremental backup before it sends
+		// anything: no WAL summaries, a parent off its history.
+		if opts.Incremental == IncrementalAuto {
+			log.Info("the server cannot take an incremental backup: taking a full backup instead", "parent", parent.ID, "err", err)
+			fail()
+			opts.Incremental, opts.Parent = Full, ""
+			return Backup(ctx, st, opts)
+		}
+		return Meta{}, incrementalRefused(err, *parent)
 	}
 	if err != nil {
 		return Meta{}, err
@@ -302,7 +337,7 @@ func Backup(ctx context.Context, st archive.Storage, opts Options) (Meta, error)
 	if err := hb.remove(rctx); err != nil {
 		log.Warn("cannot remove the in-progress marker of the complete backup; it is ignored, and goes when the backup expires", "err", err)
 	}
-	log.Info("base backup complete", "start_lsn", m.StartLSN, "stop_lsn", m.StopLSN, "size", m.Size, "stored", m.Stored)
+	log.Info("base backup complete", "parent", m.Parent, "start_lsn", m.StartLSN, "stop_lsn", m.StopLSN, "size", m.Size, "stored", m.Stored)
 	return m, nil
 }
 

@@ -26,6 +26,12 @@
 // marker (running, starting, abandoned or interrupted: see PendingState),
 // and Census.KeepWAL says which WAL must stay.
 //
+// An incremental backup (PostgreSQL 17, Options.Incremental) is stored the
+// same way; its backup.json (format 2) names its Parent, and its tar
+// streams hold INCREMENTAL.<name> files for the relation files that
+// changed. Restore rebuilds a chain in one pass per backup, newest first
+// (chain.go); Expire keeps every backup a kept one builds on.
+//
 // A backup holds no WAL: its WAL comes from the archive, where the primary's
 // archive_command (walship push) puts it. Restore writes a restore_command
 // (walship fetch, see waiter.Fetcher) that reads it back during recovery.

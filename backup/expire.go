@@ -49,8 +49,8 @@ type Expired struct {
 	KeptAll  bool   `json:"kept_all,omitempty"`
 }
 
-// Expire keeps the newest opts.Keep complete backups and removes the older
-// ones, the backups in progress that died (abandoned, or interrupted more
+// Expire keeps the newest opts.Keep complete backups, and every backup an
+// incremental one among them builds on, and removes the other ones, the backups in progress that died (abandoned, or interrupted more
 // than a day ago before the oldest kept backup started; see PendingState),
 // and every segment, .partial and .backup file older than the segment that
 // the oldest kept backup, or the oldest backup in progress, starts in, on
@@ -85,11 +85,11 @@ func Expire(ctx context.Context, st archive.Storage, opts ExpireOptions) (Expire
 	if len(c.Complete) == 0 {
 		return ex, fmt.Errorf("%w in %s: expire removes nothing without one to keep", ErrNoBackup, st)
 	}
-	cut := max(0, len(c.Complete)-opts.Keep)
-	oldest := c.Complete[cut]
+	kept, gone := keepWithParents(c.Complete, opts.Keep)
+	oldest := kept[0]
 	ex.OldestKept = oldest.ID
 	ex.InProgress = c.Running()
-	from, all := c.KeepWAL(c.Complete[cut:])
+	from, all := c.KeepWAL(kept)
 	ex.KeptFrom, ex.KeptAll = from, all
 	remove := func(name string, size int64) error {
 		if opts.DryRun {
@@ -103,7 +103,7 @@ func Expire(ctx context.Context, st archive.Storage, opts ExpireOptions) (Expire
 		return nil
 	}
 
-	for _, m := range c.Complete[:cut] {
+	for _, m := range gone {
 		if err := remove(metaPath(m.ID), 0); err != nil {
 			return ex, err
 		}
@@ -186,4 +186,29 @@ func removeDir(ctx context.Context, st archive.Storage, id string, remove func(s
 	}
 	_ = remove(archive.BackupsDir+"/"+id, 0) // the empty directory: local backends only
 	return remove(startedPath(id), 0)
+}
+
+// keepWithParents splits complete (oldest first) into the backups expire
+// keeps, oldest first: the newest keep ones and every backup an
+// incremental one among them builds on, however far back its chain goes;
+// and the others, which it removes.
+func keepWithParents(complete []Meta, keep int) (kept, gone []Meta) {
+	byID := make(map[string]Meta, len(complete))
+	for _, m := range complete {
+		byID[m.ID] = m
+	}
+	keepID := map[string]bool{}
+	for _, m := range complete[max(0, len(complete)-keep):] {
+		for cur, ok := m, true; ok && !keepID[cur.ID]; cur, ok = byID[cur.Parent] {
+			keepID[cur.ID] = true
+		}
+	}
+	for _, m := range complete {
+		if keepID[m.ID] {
+			kept = append(kept, m)
+		} else {
+			gone = append(gone, m)
+		}
+	}
+	return kept, gone
 }

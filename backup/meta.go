@@ -14,9 +14,15 @@ import (
 	"github.com/walship/walship/wal"
 )
 
-// MetaFormat is the version of the backup.json layout. A reader refuses a
-// later one.
-const MetaFormat = 1
+// MetaFormat is the newest version of the backup.json layout. A reader
+// refuses a later one. A full backup writes FullMetaFormat, which every
+// walship reads; an incremental backup writes 2, so that a walship that
+// knows nothing of parents refuses the archive instead of restoring an
+// incremental backup by itself or expiring the backup it builds on.
+const MetaFormat = 2
+
+// FullMetaFormat is the backup.json version of a full backup.
+const FullMetaFormat = 1
 
 // idLayout formats backup ids: the UTC start time to the second.
 const idLayout = "20060102T150405Z"
@@ -66,7 +72,15 @@ type Meta struct {
 	// Manifest is the stored name of the backup manifest, in the backup's
 	// directory.
 	Manifest string `json:"manifest"`
+
+	// Parent is, for an incremental backup (PostgreSQL 17), the id of the
+	// backup it holds the changes since: a full backup or another
+	// incremental one. Empty for a full backup.
+	Parent string `json:"parent,omitempty"`
 }
+
+// Incremental reports whether m holds only the changes since m.Parent.
+func (m Meta) Incremental() bool { return m.Parent != "" }
 
 // ArchiveFile is one tar stream of a backup: the main data directory
 // (Tablespace 0) or one tablespace.

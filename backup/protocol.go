@@ -120,9 +120,9 @@ var serverCompressionDetail = fmt.Sprintf("level=1,workers=%d", ServerWorkers)
 // server to compress each archive with zstd (level 1, ServerWorkers
 // threads), as pg_basebackup --compress=server-zstd does. maxRateKB, when
 // not 0, is MAX_RATE: the most KiB the server sends a second.
-func baseBackupCommand(major pgver.Major, label string, fast, progress, serverZstd bool, maxRateKB int64) (string, error) {
+func baseBackupCommand(major pgver.Major, label string, fast, progress, serverZstd bool, maxRateKB int64, incremental bool) (string, error) {
 	c := basebackup.Command{Label: label, FastCheckpoint: fast, Progress: progress,
-		Manifest: true, TablespaceMap: true, MaxRateKB: maxRateKB}
+		Manifest: true, TablespaceMap: true, MaxRateKB: maxRateKB, Incremental: incremental}
 	if serverZstd {
 		c.ServerZstd = serverCompressionDetail
 	}

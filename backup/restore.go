@@ -158,12 +158,23 @@ func Restore(ctx context.Context, st archive.Storage, opts RestoreOptions) (Meta
 			return Meta{}, err
 		}
 	}
+	var chain []Meta
+	if m.Incremental() {
+		if chain, err = resolveChain(l.Complete, m); err != nil {
+			return Meta{}, err
+		}
+		log.Info("restoring an incremental backup: reconstructing each file from the chain", "chain", chainIDs(chain))
+	}
 	x := &extractor{man: man, seen: make(map[string]bool, len(man.Files)), prog: opts.Progress,
 		total: m.Size, buf: make([]byte, 1<<20), phase: "restore"}
-	if err := x.backup(ctx, st, m, dirs); err != nil {
+	if chain != nil {
+		if err := restoreChain(ctx, st, chain, man, dirs, x); err != nil {
+			return Meta{}, err
+		}
+	} else if err := x.backup(ctx, st, m, dirs); err != nil {
 		return Meta{}, err
 	}
-	report(opts.Progress, Status{Phase: "restore", Done: x.done, Total: max(x.done, m.Size)})
+	report(opts.Progress, Status{Phase: "restore", Done: x.done, Total: max(x.done, x.total)})
 
 	if len(opts.TablespaceMap) > 0 {
 		if err := rewriteTablespaceMap(pgdata, dirs); err != nil {
@@ -327,6 +338,10 @@ type extractor struct {
 	// owner is the user name the first file of the backup belonged to:
 	// the user the server ran as.
 	owner string
+	// onFile, when set, stores each regular file instead of writing it to
+	// target (see chain.go); what it reads is checked against the
+	// manifest all the same, and it must read r to its end.
+	onFile func(r io.Reader, target, mpath string, h *tar.Header) error
 }
 
 // backup extracts every archive of m into dirs (by tablespace; nil when
@@ -431,9 +446,12 @@ func (x *extractor) file(r io.Reader, target, mpath string, h *tar.Header) error
 	x.seen[mpath] = true
 	c := &checker{want: want}
 	var err error
-	if x.dry {
+	switch {
+	case x.onFile != nil:
+		err = x.onFile(io.TeeReader(r, c), target, mpath, h)
+	case x.dry:
 		_, err = io.CopyBuffer(c, r, x.buf)
-	} else {
+	default:
 		err = writeFile(target, perm(h.Mode)&0o640|0o600, c, r, x.buf)
 	}
 	if err != nil {

@@ -68,6 +68,11 @@ func Verify(ctx context.Context, st archive.Storage, prog Progress) (*Catalog, R
 			r.Problems = append(r.Problems, Problem{File: Path(m.ID, m.Manifest), Problem: err.Error()})
 			continue
 		}
+		if m.Incremental() {
+			if _, err := resolveChain(c.Backups, m); err != nil {
+				r.Problems = append(r.Problems, Problem{File: m.Dir(), Problem: err.Error()})
+			}
+		}
 		r.BackupFiles += len(man.Files)
 		n, err := checkBackup(ctx, st, m, man, prog)
 		r.Bytes += n

@@ -33,7 +33,21 @@ type backupOptions struct {
 	FromStandby    bool
 	MaxRate        string // pg_basebackup's form: kB/s, or with k or M
 	StaleAfter     time.Duration
+	Incremental    string // "", "true", "auto"
+	Parent         string
 }
+
+// incrementalFlag is --incremental, which takes no value (on) or one
+// (--incremental=auto).
+type incrementalFlag struct{ v string }
+
+func (f *incrementalFlag) Set(s string) error {
+	_, err := backup.ParseIncrementalMode(s)
+	f.v = s
+	return err
+}
+func (f *incrementalFlag) String() string   { return f.v }
+func (f *incrementalFlag) IsBoolFlag() bool { return true }
 
 func backupCommand(g *globals) *cli.Command {
 	return &cli.Command{
@@ -84,6 +98,17 @@ without zstd, or PostgreSQL 13 and 14, which have no server-side
 compression) gets that too. Either way restore checks every file
 against the manifest's CRC32C.
 
+--incremental (PostgreSQL 17 and later, summarize_wal = on) takes an
+incremental backup: walship uploads the parent backup's manifest
+(UPLOAD_MANIFEST) and the server sends only the blocks changed since (WAL
+summaries), with the same manifest, checksums and completion rules as a
+full backup. The parent is the newest complete backup, or --parent ID; an
+incremental backup may build on another, in chains of any length, and
+walship restore rebuilds every file from the chain in one pass. A server
+that cannot (older than 17, summarize_wal off, the WAL summaries since the
+parent gone) fails with the fix; --incremental=auto takes a full backup
+then instead, and logs why.
+
 Progress goes to stderr when it is a terminal; a summary to stdout, as JSON
 with --json.
 
@@ -105,10 +130,17 @@ Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
 			&cli.StringFlag{Name: "max-rate", EnvVars: []string{"WALSHIP_MAX_RATE"},
 				Usage: "the most the server sends a second, in kB, or with a k or M suffix (32k to 1024M); default no limit"},
 			staleAfterFlag(),
+			&cli.GenericFlag{Name: "incremental", Value: &incrementalFlag{}, EnvVars: []string{"WALSHIP_INCREMENTAL"},
+				Usage: "take an incremental backup (PostgreSQL 17+, summarize_wal on); =auto takes a full one where the server cannot"},
+			&cli.StringFlag{Name: "parent", Usage: "with --incremental: the backup `ID` to build on (default: the newest)"},
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 0 {
 				return usagef("backup takes no arguments; got %d", c.NArg())
+			}
+			inc := ""
+			if f, ok := c.Generic("incremental").(*incrementalFlag); ok {
+				inc = f.v
 			}
 			return runBackup(c.Context, g, backupOptions{
 				Archive:        c.String("archive"),
@@ -123,6 +155,8 @@ Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
 				FromStandby:    c.Bool("from-standby"),
 				MaxRate:        c.String("max-rate"),
 				StaleAfter:     c.Duration("stale-after"),
+				Incremental:    inc,
+				Parent:         c.String("parent"),
 			})
 		},
 	}
@@ -146,6 +180,13 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 	if err := checkStaleAfter(opts.StaleAfter); err != nil {
 		return err
 	}
+	incMode, err := backup.ParseIncrementalMode(opts.Incremental)
+	if err != nil {
+		return usagef("--incremental: %v", err)
+	}
+	if opts.Parent != "" && incMode == backup.Full {
+		return usagef("--parent goes with --incremental")
+	}
 	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
@@ -163,6 +204,8 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 		FromStandby:      opts.FromStandby,
 		MaxRate:          maxRate,
 		StaleAfter:       opts.StaleAfter,
+		Incremental:      incMode,
+		Parent:           opts.Parent,
 		Progress:         tp.progress(),
 		Logger:           g.logger,
 	})
@@ -180,8 +223,12 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 	if opts.JSON {
 		return jsonOut(g.stdout, m)
 	}
-	fmt.Fprintf(g.stdout, "backup %s complete: %s (%s stored), %d files, LSN %s to %s on timeline %d, in %s\n",
-		m.ID, humanBytes(m.Size), humanBytes(m.Stored), m.Files, m.StartLSN, m.StopLSN, m.StopTimeline, time.Since(start).Round(time.Millisecond))
+	kind := "full"
+	if m.Incremental() {
+		kind = "incremental on " + m.Parent
+	}
+	fmt.Fprintf(g.stdout, "backup %s complete (%s): %s (%s stored), %d files, LSN %s to %s on timeline %d, in %s\n",
+		m.ID, kind, humanBytes(m.Size), humanBytes(m.Stored), m.Files, m.StartLSN, m.StopLSN, m.StopTimeline, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 

@@ -137,6 +137,8 @@ func (cf *configFile) wrap(flags []cli.Flag) []cli.Flag {
 			f, k = altsrc.NewFloat64Flag(fl), kindFloat
 		case *cli.StringSliceFlag:
 			f, k = altsrc.NewStringSliceFlag(fl), kindList
+		case *cli.GenericFlag: // --incremental[=auto]
+			f, k = altsrc.NewGenericFlag(fl), kindString
 		}
 		if k != 0 {
 			for _, n := range f.Names() {

@@ -139,7 +139,7 @@ func printCatalog(out io.Writer, c *backup.Catalog) {
 	if len(c.Backups) == 0 {
 		fmt.Fprintln(w, "no complete backups")
 	} else {
-		fmt.Fprintln(w, "BACKUP\tSTARTED\tTOOK\tSIZE\tSTORED\tLSN\tTIMELINE\tFROM\tRECOVERS ONTO")
+		fmt.Fprintln(w, "BACKUP\tTYPE\tSTARTED\tTOOK\tSIZE\tSTORED\tLSN\tTIMELINE\tFROM\tRECOVERS ONTO")
 		for _, m := range c.Backups {
 			from := "primary"
 			if m.FromStandby {
@@ -155,10 +155,17 @@ func printCatalog(out io.Writer, c *backup.Catalog) {
 					onto += fmt.Sprintf(" %d", t)
 				}
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s - %s\t%d\t%s\t%s\n", m.ID, m.StartTime.Format(time.RFC3339),
+			kind := "full"
+			if m.Incremental() {
+				kind = "incr on " + m.Parent
+			}
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\t%s - %s\t%d\t%s\t%s\n", m.ID, kind, m.StartTime.Format(time.RFC3339),
 				m.StopTime.Sub(m.StartTime).Round(time.Second), humanBytes(m.Size), humanBytes(m.Stored),
 				m.StartLSN, m.StopLSN, m.StopTimeline, from, onto)
 		}
+	}
+	for _, chain := range backupChains(c.Backups) {
+		fmt.Fprintf(w, "chain\t%s\n", chain)
 	}
 	for _, id := range c.Incomplete {
 		fmt.Fprintf(w, "%s\tincomplete: interrupted, or running now\n", id)
@@ -195,4 +202,32 @@ func printCatalog(out io.Writer, c *backup.Catalog) {
 			"two servers whose histories diverged archive here; fence the one that should have stopped (walship verify)\n",
 			d.Timeline, d.Segments, d.First, d.Last, d.Newer, d.At)
 	}
+}
+
+// backupChains describes each chain of incremental backups, full backup
+// first: "20261201T000000Z <- 20261201T060000Z <- 20261201T120000Z".
+func backupChains(backups []backup.Meta) []string {
+	children := map[string][]string{}
+	for _, m := range backups {
+		if m.Incremental() {
+			children[m.Parent] = append(children[m.Parent], m.ID)
+		}
+	}
+	var out []string
+	var walk func(prefix, id string)
+	walk = func(prefix, id string) {
+		if len(children[id]) == 0 {
+			out = append(out, prefix)
+			return
+		}
+		for _, c := range children[id] {
+			walk(prefix+" <- "+c, c)
+		}
+	}
+	for _, m := range backups {
+		if !m.Incremental() && len(children[m.ID]) > 0 {
+			walk(m.ID, m.ID)
+		}
+	}
+	return out
 }

@@ -136,6 +136,10 @@ type Command struct {
 	// MaxRateKB, when not 0, is MAX_RATE: the most KiB the server sends a
 	// second.
 	MaxRateKB int64
+	// Incremental asks for an incremental backup (PostgreSQL 17): only the
+	// blocks changed since the backup whose manifest UploadManifest sent
+	// on the same connection.
+	Incremental bool
 }
 
 // SQL returns the command in the dialect of major.
@@ -196,7 +200,23 @@ func (c Command) SQL(major pgver.Major) (string, error) {
 	if c.MaxRateKB > 0 {
 		opts = append(opts, fmt.Sprintf("MAX_RATE %d", c.MaxRateKB))
 	}
+	if c.Incremental {
+		if !major.IncrementalBackup() {
+			return "", fmt.Errorf("%s cannot take an incremental backup (PostgreSQL 17 and later can)", major)
+		}
+		opts = append(opts, "INCREMENTAL")
+	}
 	return "BASE_BACKUP (" + strings.Join(opts, ", ") + ")", nil
+}
+
+// UploadManifest sends the manifest of the backup an incremental backup
+// builds on (UPLOAD_MANIFEST, PostgreSQL 17); the next BASE_BACKUP
+// (INCREMENTAL) on the same connection uses it.
+func UploadManifest(ctx context.Context, conn *pgconn.PgConn, manifest io.Reader) error {
+	if _, err := conn.CopyFrom(ctx, manifest, "UPLOAD_MANIFEST"); err != nil {
+		return fmt.Errorf("UPLOAD_MANIFEST: %w", err)
+	}
+	return nil
 }
 
 // quoteLiteral quotes s for the replication command grammar, which knows

@@ -201,6 +201,11 @@ func (m Major) ManifestVersion() int {
 	return 1
 }
 
+// IncrementalBackup reports whether BASE_BACKUP takes INCREMENTAL after
+// an UPLOAD_MANIFEST of the prior backup's manifest (PostgreSQL 17, with
+// summarize_wal on).
+func (m Major) IncrementalBackup() bool { return m >= 17 }
+
 // CustomRmgrs reports whether WAL may hold records of custom resource
 // managers (ids 128 to 255, PostgreSQL 15).
 func (m Major) CustomRmgrs() bool { return m >= 15 }
