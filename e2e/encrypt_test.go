@@ -122,6 +122,9 @@ func TestEncryptedWarmStandby(t *testing.T) {
 		if out, err := walshipOut(p.bin, "push", "--archive", p.arch, segPath, seg); err != nil {
 			t.Errorf("identical re-push into the encrypted archive: %v\n%s", err, out)
 		}
+	} else {
+		// Recycled already; TestEncryptedBackends re-pushes for sure.
+		t.Logf("%s left pg_wal before the re-push: not re-pushed here", seg)
 	}
 
 	// Rotation: a new key for new files; the standby's identity file gets
@@ -215,7 +218,7 @@ func TestEncryptedRefusals(t *testing.T) {
 			}
 			return enc.readArgs()
 		}},
-		{"wrong key", "is encrypted to key " + "", func(t *testing.T, enc *encryptedArchive, p *warmPair) string {
+		{"wrong key", "is encrypted to key", func(t *testing.T, enc *encryptedArchive, p *warmPair) string {
 			p.insert(t, 1000, 2000)
 			other := filepath.Join(pgtest.TempDir(t), "other.key")
 			enc.keygen(t, other)

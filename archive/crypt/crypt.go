@@ -191,9 +191,9 @@ func (s *Storage) PutDigest(ctx context.Context, name string, r io.Reader, diges
 	return s.put(ctx, name, r, digest, s.st.Put)
 }
 
-// Replace replaces name with r, encrypted to the active key set, through
-// the backend's archive.Replacer.
-func (s *Storage) Replace(ctx context.Context, name string, r io.Reader, digest string) error {
+// Rewrap replaces name with r, encrypted to the active key set with
+// digest in its header, through the backend's archive.Replacer.
+func (s *Storage) Rewrap(ctx context.Context, name string, r io.Reader, digest string) error {
 	rp, ok := s.st.(archive.Replacer)
 	if !ok {
 		return fmt.Errorf("replace %s: %w: archive %s cannot replace files", name, errors.ErrUnsupported, s.st)

@@ -226,7 +226,7 @@ func TestRotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := both.Replace(t.Context(), "wal/old", rc, ""); err != nil {
+	if err := both.Rewrap(t.Context(), "wal/old", rc, ""); err != nil {
 		t.Fatal(err)
 	}
 	rc.Close()

@@ -208,18 +208,27 @@ func recipientsFrom(c *cli.Context) ([]crypt.Key, error) {
 		if err != nil {
 			return nil, usagef("--recipients-file: %v", err)
 		}
+		// An identity file of keygen (or age-keygen) names its public key
+		// in a "# public key:" comment; that is what is taken from it.
+		// A private key without one is refused rather than derived from.
+		secrets, named := 0, 0
 		for _, line := range strings.Split(string(b), "\n") {
 			line = strings.TrimSpace(line)
 			if k, ok := strings.CutPrefix(line, "# public key:"); ok {
-				line = strings.TrimSpace(k) // an identity file of walship encryption keygen
+				line = strings.TrimSpace(k)
+				named++
 			}
 			if line == "" || strings.HasPrefix(line, "#") {
 				continue
 			}
 			if strings.HasPrefix(line, "AGE-SECRET-KEY") {
-				return nil, usagef("--recipients-file %s holds a private key: give public keys (age1…) only", f)
+				secrets++
+				continue
 			}
 			texts = append(texts, line)
+		}
+		if secrets > named {
+			return nil, usagef("--recipients-file %s holds a private key without its \"# public key:\" line: give public keys (age1…) only", f)
 		}
 	}
 	var keys []crypt.Key
@@ -293,6 +302,10 @@ func runEncryptionKeys(ctx context.Context, g *globals, c *cli.Context, op strin
 			return usagef("that would leave no key: add the new key first (add-key -r age1… --retire %s)", retire[0])
 		}
 	}
+	ks, err := crypt.AddKeySet(ctx, st, keys, time.Now())
+	if err != nil {
+		return err
+	}
 	if op == "init" {
 		// What was stored before stays in the clear until rewrapped.
 		files, err := walkFiles(ctx, st)
@@ -300,13 +313,9 @@ func runEncryptionKeys(ctx context.Context, g *globals, c *cli.Context, op strin
 			return err
 		}
 		if n := len(files); n > 0 {
-			defer g.logger.Warn("the archive holds files stored before encryption: walship refuses to serve them until "+
+			g.logger.Warn("the archive holds files stored before encryption: walship refuses to serve them until "+
 				"walship encryption rewrap has encrypted them", "files", n, "archive", st.String())
 		}
-	}
-	ks, err := crypt.AddKeySet(ctx, st, keys, time.Now())
-	if err != nil {
-		return err
 	}
 	fmt.Fprintf(g.stdout, "key set %d of %s: files are encrypted to %s from now on\n", ks.Serial, st, strings.Join(ks.Fingerprints(), ", "))
 	return nil
@@ -569,7 +578,7 @@ func rewrapFile(ctx context.Context, raw archive.Storage, c *crypt.Storage, f en
 		return err
 	}
 	defer rc.Close()
-	return c.Replace(ctx, f.Name, rc, digest)
+	return c.Rewrap(ctx, f.Name, rc, digest)
 }
 
 // walDigest returns the digest of a WAL file stored in the clear under

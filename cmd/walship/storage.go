@@ -64,7 +64,8 @@ func sshFlags() []cli.Flag {
 			Usage: "shared credentials `FILE` to read instead of ~/.aws/credentials (AWS_SHARED_CREDENTIALS_FILE)"},
 		&cli.StringFlag{Name: "encryption-identity", EnvVars: []string{"WALSHIP_ENCRYPTION_IDENTITY"}, TakesFile: true,
 			Usage: "age identity `FILE` (private keys, mode 0600) that decrypts an encrypted archive: wait, fetch, restore, verify and " +
-				"encryption rewrap need it; push, tail and backup do not (they encrypt with the archive's public keys)"},
+				"encryption rewrap need it, and info, expire and backup --incremental once they read what is encrypted; " +
+				"push, tail and backup do not (they encrypt with the archive's public keys)"},
 		&cli.BoolFlag{Name: "require-encryption", EnvVars: []string{"WALSHIP_REQUIRE_ENCRYPTION"},
 			Usage: "refuse an archive that has no encryption keys, rather than write or read it in the clear " +
 				"(so that a removed encryption/ directory cannot turn encryption off)"},
