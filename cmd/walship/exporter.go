@@ -13,9 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/urfave/cli/v2"
 
 	"github.com/walship/walship/archive"
@@ -138,9 +135,10 @@ func runExporter(ctx context.Context, logger *slog.Logger, opts exporterOptions)
 	if err != nil {
 		return usagef("--listen %s: %v", opts.Listen, err)
 	}
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(e, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	h := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)})
+	h := promHandler(func(s *promSet) {
+		e.collect(s)
+		collectProcess(s)
+	})
 	addr, done, err := serveListener(ctx, logger, ln, h)
 	if err != nil {
 		return err
@@ -151,12 +149,12 @@ func runExporter(ctx context.Context, logger *slog.Logger, opts exporterOptions)
 	return ctx.Err()
 }
 
-// exporter refreshes the clusters' health in the background and is the
-// prometheus.Collector that serves the last refresh.
+// exporter refreshes the clusters' health in the background, and collect
+// serves the last refresh.
 type exporter struct {
 	logger *slog.Logger
 	opts   exporterOptions
-	descs  map[string]*prometheus.Desc
+	descs  map[string]exporterMetric
 	root   archive.Storage // the repository; nil without --repo
 	static []*exportedCluster
 	dsns   map[string]string
@@ -551,23 +549,21 @@ func (c *exportedCluster) queryServer(ctx context.Context) (*pgArchiver, error) 
 	return &a, nil
 }
 
-// Describe sends the descriptions of every exporter metric.
-func (e *exporter) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range e.descs {
-		ch <- d
-	}
-}
-
-// Collect sends the metrics of the last refresh of each cluster.
-func (e *exporter) Collect(ch chan<- prometheus.Metric) {
+// collect adds the metrics of the last refresh of each cluster to s.
+func (e *exporter) collect(s *promSet) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	emit := func(name string, v float64, labels ...string) {
-		t := prometheus.GaugeValue
-		if strings.HasSuffix(name, "_total") {
-			t = prometheus.CounterValue
+	emit := func(name string, v float64, values ...string) {
+		m, ok := e.descs[name]
+		names := m.labelNames()
+		if !ok || len(names) != len(values) {
+			panic(fmt.Sprintf("walship: exporter metric %s with %d label values", name, len(values)))
 		}
-		ch <- prometheus.MustNewConstMetric(e.descs[name], t, v, labels...)
+		labels := make([]string, 0, 2*len(values))
+		for i, v := range values {
+			labels = append(labels, names[i], v)
+		}
+		s.add(name, m.help, m.kind(), v, labels...)
 	}
 	if e.root != nil && e.repoListed {
 		emit("walship_repo_up", bool01(e.repoUp))
@@ -656,5 +652,3 @@ func bool01(b bool) float64 {
 }
 
 func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
-
-var _ prometheus.Collector = (*exporter)(nil)

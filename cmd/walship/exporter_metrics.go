@@ -3,8 +3,6 @@ package main
 import (
 	"fmt"
 	"strings"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // exporterMetric describes one metric of walship exporter. The list is
@@ -61,15 +59,28 @@ func exporterMetrics() []exporterMetric {
 	}
 }
 
-// exporterDescs returns the Desc of each exporter metric, by name.
-func exporterDescs() map[string]*prometheus.Desc {
-	descs := map[string]*prometheus.Desc{}
+// labelNames returns the names of m's labels in the order collect passes
+// their values: cluster first, but for walship_repo_*.
+func (m exporterMetric) labelNames() []string {
+	if strings.HasPrefix(m.name, "walship_repo_") {
+		return m.labels
+	}
+	return append([]string{"cluster"}, m.labels...)
+}
+
+// kind is the TYPE of m: a name in _total is a counter.
+func (m exporterMetric) kind() promKind {
+	if strings.HasSuffix(m.name, "_total") {
+		return promCounter
+	}
+	return promGauge
+}
+
+// exporterDescs returns the exporter metrics by name.
+func exporterDescs() map[string]exporterMetric {
+	descs := map[string]exporterMetric{}
 	for _, m := range exporterMetrics() {
-		labels := append([]string{"cluster"}, m.labels...)
-		if strings.HasPrefix(m.name, "walship_repo_") {
-			labels = m.labels
-		}
-		descs[m.name] = prometheus.NewDesc(m.name, m.help, labels, nil)
+		descs[m.name] = m
 	}
 	return descs
 }

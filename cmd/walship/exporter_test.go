@@ -16,8 +16,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/backup"
@@ -61,23 +61,20 @@ func makeCluster(t testing.TB, dir string, sysid uint64, segs, backups int) {
 	}
 }
 
-// scrapeText encodes what the exporter's registry gathers, as a scrape
-// gets it, and returns the series keyed name{labels}.
-func scrapeText(t testing.TB, reg *prometheus.Registry) (string, map[string]float64) {
+// scrapeText encodes the exporter's last refresh as a scrape gets it,
+// checks that Prometheus's own parser reads it, and returns the series keyed
+// name{labels}.
+func scrapeText(t testing.TB, e *exporter) (string, map[string]float64) {
 	t.Helper()
-	fams, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var b bytes.Buffer
-	enc := expfmt.NewEncoder(&b, expfmt.NewFormat(expfmt.TypeTextPlain))
-	for _, f := range fams {
-		if err := enc.Encode(f); err != nil {
-			t.Fatal(err)
-		}
+	var set promSet
+	e.collect(&set)
+	text := string(set.text())
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	if _, err := parser.TextToMetricFamilies(strings.NewReader(text)); err != nil {
+		t.Fatalf("Prometheus cannot parse the scrape: %v\n%s", err, text)
 	}
 	series := map[string]float64{}
-	for _, line := range strings.Split(b.String(), "\n") {
+	for _, line := range strings.Split(text, "\n") {
 		if line == "" || strings.HasPrefix(line, "#") {
 			continue
 		}
@@ -86,7 +83,7 @@ func scrapeText(t testing.TB, reg *prometheus.Registry) (string, map[string]floa
 		fmt.Sscan(line[i+1:], &v)
 		series[line[:i]] = v
 	}
-	return b.String(), series
+	return text, series
 }
 
 // The exporter finds the clusters of a repository, serves their metrics,
@@ -101,11 +98,9 @@ func TestExporterRepo(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer e.close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(e)
 	ctx := context.Background()
 	e.refresh(ctx)
-	_, got := scrapeText(t, reg)
+	_, got := scrapeText(t, e)
 	for k, v := range map[string]float64{
 		`walship_repo_up`:                                                 1,
 		`walship_repo_clusters`:                                           2,
@@ -132,7 +127,7 @@ func TestExporterRepo(t *testing.T) {
 	os.RemoveAll(filepath.Join(repo, "reports", "backups"))
 	os.WriteFile(filepath.Join(repo, "reports", "backups"), nil, 0o644)
 	e.refresh(ctx)
-	_, got = scrapeText(t, reg)
+	_, got = scrapeText(t, e)
 	if got[`walship_up{cluster="reports"}`] != 0 || got[`walship_scrape_errors_total{cluster="reports"}`] != 1 ||
 		got[`walship_up{cluster="main"}`] != 1 {
 		t.Errorf("after reports broke: up %v, errors %v, main up %v", got[`walship_up{cluster="reports"}`],
@@ -145,7 +140,7 @@ func TestExporterRepo(t *testing.T) {
 	// A cluster that leaves the repository leaves the metrics.
 	os.Remove(filepath.Join(repo, "reports", "walship.json"))
 	e.refresh(ctx)
-	if _, got = scrapeText(t, reg); got[`walship_repo_clusters`] != 1 {
+	if _, got = scrapeText(t, e); got[`walship_repo_clusters`] != 1 {
 		t.Errorf("walship_repo_clusters = %v after reports left", got[`walship_repo_clusters`])
 	}
 }
@@ -239,8 +234,6 @@ func BenchmarkExporterScrape(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer e.close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(e)
 	ctx := context.Background()
 	e.refresh(ctx)
 	b.Run("refresh", func(b *testing.B) {
@@ -252,14 +245,9 @@ func BenchmarkExporterScrape(b *testing.B) {
 	b.Run("scrape", func(b *testing.B) {
 		defer reportCPU(b)()
 		for b.Loop() {
-			fams, err := reg.Gather()
-			if err != nil {
-				b.Fatal(err)
-			}
-			enc := expfmt.NewEncoder(io.Discard, expfmt.NewFormat(expfmt.TypeTextPlain))
-			for _, f := range fams {
-				enc.Encode(f)
-			}
+			var set promSet
+			e.collect(&set)
+			io.Discard.Write(set.text())
 		}
 	})
 }

@@ -124,7 +124,7 @@ func TestTailMetrics(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	m := newTailMetrics()
-	addr, done, err := serveMetrics(ctx, logger, "127.0.0.1:0", m.handler(logger))
+	addr, done, err := serveMetrics(ctx, logger, "127.0.0.1:0", m.handler())
 	if err != nil {
 		t.Fatal(err)
 	}

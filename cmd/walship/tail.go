@@ -145,7 +145,7 @@ func runTail(ctx context.Context, logger *slog.Logger, opts tailOptions) error {
 	if opts.MetricsAddr != "" {
 		mctx, stop := context.WithCancel(ctx) // the server also stops when Run fails
 		m := newTailMetrics()
-		addr, done, err := serveMetrics(mctx, logger, opts.MetricsAddr, m.handler(logger))
+		addr, done, err := serveMetrics(mctx, logger, opts.MetricsAddr, m.handler())
 		if err != nil {
 			stop()
 			return err
