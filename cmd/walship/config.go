@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 	"gopkg.in/yaml.v3"
 )
 
@@ -38,22 +37,28 @@ const (
 )
 
 // configFile makes the flags of an app and its commands settable from one
-// YAML file, read through altsrc. altsrc skips a flag that was given on the
-// command line or whose environment variable is set (even empty), which is
-// walship's order: flag, WALSHIP_* variable, config file, default.
+// YAML file. A flag given on the command line or whose environment variable
+// is set (even empty) keeps that value, which is walship's order: flag,
+// WALSHIP_* variable, config file, default. Nothing is done before a file
+// is read: a call without one pays only for a missing /etc/walship file.
 type configFile struct {
-	kinds map[string]configKind // by flag name and alias
-	path  string
-	src   altsrc.InputSourceContext // nil when no file was read
+	app    *cli.App
+	path   string
+	values map[string]configValue // by key; nil when no file was read
 }
 
-// readConfigFile adds --config to app and wraps every flag of app and its
-// commands so that the config file can set it. It runs after the commands
-// are in place and have their OnUsageError. Keys that name no flag are
-// logged as warnings and ignored.
+// A configValue is a setting from the file, as flag.Value.Set takes it.
+type configValue struct {
+	list []string // one Set each; a scalar is a list of one
+}
+
+// readConfigFile adds --config to app and hooks the Before of app and of
+// every command, so that the config file can set their flags. It runs after
+// the commands are in place and have their OnUsageError. Keys that name no
+// flag are logged as warnings and ignored.
 func readConfigFile(app *cli.App, g *globals) {
-	cf := &configFile{kinds: map[string]configKind{}}
-	app.Flags = append(cf.wrap(app.Flags), configFlag())
+	cf := &configFile{app: app}
+	app.Flags = append(app.Flags, configFlag())
 	prev := app.Before
 	app.Before = func(c *cli.Context) error {
 		unknown, err := cf.load(c)
@@ -73,12 +78,11 @@ func readConfigFile(app *cli.App, g *globals) {
 		}
 		return nil
 	}
-	cf.wrapCommands(app.Commands)
+	cf.hookCommands(app.Commands)
 }
 
-func (cf *configFile) wrapCommands(cmds []*cli.Command) {
+func (cf *configFile) hookCommands(cmds []*cli.Command) {
 	for _, cmd := range cmds {
-		cmd.Flags = cf.wrap(cmd.Flags)
 		prev := cmd.Before
 		cmd.Before = func(c *cli.Context) error {
 			if err := cf.apply(c, cmd.Flags); err != nil {
@@ -89,7 +93,7 @@ func (cf *configFile) wrapCommands(cmds []*cli.Command) {
 			}
 			return nil
 		}
-		cf.wrapCommands(cmd.Subcommands)
+		cf.hookCommands(cmd.Subcommands)
 	}
 }
 
@@ -105,53 +109,98 @@ func asUsageError(c *cli.Context, cmd *cli.Command, err error) error {
 // meant for one restore would empty the next data directory without asking.
 var cliOnly = map[string]bool{"force": true, "dry-run": true, "json": true, "config": true}
 
-// wrap returns flags with each one replaced by its altsrc equivalent, and
-// records what kind of value each takes. Hidden flags are internal and stay
-// out of the file.
-func (cf *configFile) wrap(flags []cli.Flag) []cli.Flag {
-	out := make([]cli.Flag, 0, len(flags))
-	for _, f := range flags {
-		var k configKind
-		if vf, ok := f.(cli.VisibleFlag); cliOnly[f.Names()[0]] || (ok && !vf.IsVisible()) {
-			out = append(out, f)
-			continue
-		}
-		switch fl := f.(type) {
-		case *cli.StringFlag:
-			f, k = altsrc.NewStringFlag(fl), kindString
-		case *cli.PathFlag:
-			f, k = altsrc.NewPathFlag(fl), kindString
-		case *cli.DurationFlag:
-			f, k = altsrc.NewDurationFlag(fl), kindDuration
-		case *cli.BoolFlag:
-			f, k = altsrc.NewBoolFlag(fl), kindBool
-		case *cli.IntFlag:
-			f, k = altsrc.NewIntFlag(fl), kindInt
-		case *cli.Int64Flag:
-			f, k = altsrc.NewInt64Flag(fl), kindInt
-		case *cli.UintFlag:
-			f, k = altsrc.NewUintFlag(fl), kindInt
-		case *cli.Uint64Flag:
-			f, k = altsrc.NewUint64Flag(fl), kindInt
-		case *cli.Float64Flag:
-			f, k = altsrc.NewFloat64Flag(fl), kindFloat
-		case *cli.StringSliceFlag:
-			f, k = altsrc.NewStringSliceFlag(fl), kindList
-		case *cli.GenericFlag: // --incremental[=auto]
-			f, k = altsrc.NewGenericFlag(fl), kindString
-		}
-		if k != 0 {
-			for _, n := range f.Names() {
-				if old, ok := cf.kinds[n]; ok && old != k {
+// configKindOf says what kind of value the config file gives f, or 0 if
+// the file must not set it: flags of cliOnly, and hidden flags, which are
+// internal.
+func configKindOf(f cli.Flag) configKind {
+	names := flagNames(f)
+	if len(names) == 0 || cliOnly[names[0]] {
+		return 0
+	}
+	if vf, ok := f.(cli.VisibleFlag); ok && !vf.IsVisible() {
+		return 0
+	}
+	switch f.(type) {
+	case *cli.StringFlag, *cli.PathFlag, *cli.GenericFlag: // --incremental[=auto]
+		return kindString
+	case *cli.DurationFlag:
+		return kindDuration
+	case *cli.BoolFlag:
+		return kindBool
+	case *cli.IntFlag, *cli.Int64Flag, *cli.UintFlag, *cli.Uint64Flag:
+		return kindInt
+	case *cli.Float64Flag:
+		return kindFloat
+	case *cli.StringSliceFlag:
+		return kindList
+	}
+	return 0
+}
+
+// flagNames returns f's name and aliases. It reads the fields: the Names
+// method of urfave/cli runs a regular expression over each name.
+func flagNames(f cli.Flag) []string {
+	var name string
+	var aliases []string
+	switch fl := f.(type) {
+	case *cli.StringFlag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.PathFlag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.GenericFlag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.DurationFlag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.BoolFlag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.IntFlag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.Int64Flag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.UintFlag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.Uint64Flag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.Float64Flag:
+		name, aliases = fl.Name, fl.Aliases
+	case *cli.StringSliceFlag:
+		name, aliases = fl.Name, fl.Aliases
+	default:
+		return f.Names()
+	}
+	return append([]string{name}, aliases...)
+}
+
+// kinds returns the kind of value of every flag the file may set, by name
+// and alias, over the app and all its commands: a key that names a flag of
+// another command is no typo.
+func (cf *configFile) kinds() map[string]configKind {
+	kinds := map[string]configKind{}
+	seen := map[*cli.Command]bool{} // urfave/cli's help command is its own subcommand
+	var walk func(flags []cli.Flag, cmds []*cli.Command)
+	walk = func(flags []cli.Flag, cmds []*cli.Command) {
+		for _, f := range flags {
+			k := configKindOf(f)
+			if k == 0 {
+				continue
+			}
+			for _, n := range flagNames(f) {
+				if old, ok := kinds[n]; ok && old != k {
 					// One key in the file must mean one thing to every command.
 					panic(fmt.Sprintf("walship: flag --%s has different types in different commands", n))
 				}
-				cf.kinds[n] = k
+				kinds[n] = k
 			}
 		}
-		out = append(out, f)
+		for _, c := range cmds {
+			if !seen[c] {
+				seen[c] = true
+				walk(c.Flags, c.Subcommands)
+			}
+		}
 	}
-	return out
+	walk(cf.app.Flags, cf.app.Commands)
+	return kinds
 }
 
 // load reads the config file that --config names, or the default one if it
@@ -173,32 +222,45 @@ func (cf *configFile) load(c *cli.Context) (unknown []string, err error) {
 		return nil, usagef("config file %s: %w", path, err)
 	}
 	cf.path = path
-	cf.src = altsrc.NewMapInputSource(path, values)
+	cf.values = values
 	return unknown, nil
 }
 
 // apply sets those of flags that the command line and the environment left
 // alone from the config file.
 func (cf *configFile) apply(c *cli.Context, flags []cli.Flag) error {
-	if cf.src == nil {
+	if cf.values == nil {
 		return nil
 	}
-	if err := altsrc.ApplyInputSourceValues(c, cf.src, flags); err != nil {
-		return usagef("config file %s: %w", cf.path, err)
+	for _, f := range flags {
+		if configKindOf(f) == 0 {
+			continue
+		}
+		names := flagNames(f)
+		v, ok := cf.values[names[0]]
+		if !ok || c.IsSet(names[0]) {
+			continue
+		}
+		for _, e := range v.list {
+			if err := c.Set(names[0], e); err != nil {
+				return usagef("config file %s: %s: %w", cf.path, names[0], err)
+			}
+		}
 	}
 	return nil
 }
 
-// parse turns the file into the values altsrc expects for each flag's
-// type. It works on YAML nodes rather than decoding into a map so that
-// "target-xid: 1234" stays the string a string flag wants, and so that each
-// error can name its line.
-func (cf *configFile) parse(b []byte) (values map[any]any, unknown []string, err error) {
+// parse turns the file into the values of the flags it names, checked
+// against each flag's type. It works on YAML nodes rather than decoding
+// into a map so that "target-xid: 1234" stays the string a string flag
+// wants, and so that each error can name its line.
+func (cf *configFile) parse(b []byte) (values map[string]configValue, unknown []string, err error) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(b, &doc); err != nil {
 		return nil, nil, err
 	}
-	values = map[any]any{}
+	kinds := cf.kinds()
+	values = map[string]configValue{}
 	seen := map[string]bool{}
 	if len(doc.Content) == 0 {
 		return values, nil, nil // empty, or only comments
@@ -214,7 +276,7 @@ func (cf *configFile) parse(b []byte) (values map[any]any, unknown []string, err
 			return nil, nil, fmt.Errorf("line %d: %s is set twice", key.Line, name)
 		}
 		seen[name] = true
-		kind, ok := cf.kinds[name]
+		kind, ok := kinds[name]
 		if !ok {
 			unknown = append(unknown, name)
 			continue
@@ -222,7 +284,7 @@ func (cf *configFile) parse(b []byte) (values map[any]any, unknown []string, err
 		if val.Tag == "!!null" {
 			continue // "archive:" with no value leaves the flag alone
 		}
-		v, err := configValue(kind, val)
+		v, err := parseConfigValue(kind, val)
 		if err != nil {
 			return nil, nil, fmt.Errorf("line %d: %s: %w", val.Line, name, err)
 		}
@@ -231,53 +293,48 @@ func (cf *configFile) parse(b []byte) (values map[any]any, unknown []string, err
 	return values, unknown, nil
 }
 
-// configValue converts n into the Go type altsrc's MapInputSource wants for
-// a flag of kind k.
-func configValue(k configKind, n *yaml.Node) (any, error) {
+// parseConfigValue checks n against a flag of kind k and returns it as the
+// flag takes it.
+func parseConfigValue(k configKind, n *yaml.Node) (configValue, error) {
 	if k == kindList {
 		if n.Kind == yaml.ScalarNode {
-			return []any{n.Value}, nil // a single value needs no list
+			return configValue{[]string{n.Value}}, nil // a single value needs no list
 		}
 		if n.Kind != yaml.SequenceNode {
-			return nil, errors.New("want a list of values")
+			return configValue{}, errors.New("want a list of values")
 		}
-		list := make([]any, 0, len(n.Content))
+		list := make([]string, 0, len(n.Content))
 		for _, e := range n.Content {
 			if e.Kind != yaml.ScalarNode {
-				return nil, fmt.Errorf("line %d: want a single value in the list", e.Line)
+				return configValue{}, fmt.Errorf("line %d: want a single value in the list", e.Line)
 			}
 			list = append(list, e.Value)
 		}
-		return list, nil
+		return configValue{list}, nil
 	}
 	if n.Kind != yaml.ScalarNode {
-		return nil, errors.New("want a single value, not a list or a mapping")
+		return configValue{}, errors.New("want a single value, not a list or a mapping")
 	}
+	v := n.Value // the YAML text as written, whatever type YAML sees in it
 	switch k {
 	case kindDuration:
-		d, err := time.ParseDuration(n.Value)
-		if err != nil {
-			return nil, fmt.Errorf("want a duration like 500ms, 5s or 1m30s, got %q", n.Value)
+		if _, err := time.ParseDuration(v); err != nil {
+			return configValue{}, fmt.Errorf("want a duration like 500ms, 5s or 1m30s, got %q", v)
 		}
-		return d, nil
 	case kindBool:
-		var v bool
-		if err := n.Decode(&v); err != nil {
-			return nil, fmt.Errorf("want true or false, got %q", n.Value)
+		var b bool
+		if err := n.Decode(&b); err != nil {
+			return configValue{}, fmt.Errorf("want true or false, got %q", v)
 		}
-		return v, nil
+		v = strconv.FormatBool(b) // YAML's yes and on too
 	case kindInt:
-		v, err := strconv.Atoi(n.Value)
-		if err != nil {
-			return nil, fmt.Errorf("want a whole number, got %q", n.Value)
+		if _, err := strconv.Atoi(v); err != nil {
+			return configValue{}, fmt.Errorf("want a whole number, got %q", v)
 		}
-		return v, nil
 	case kindFloat:
-		v, err := strconv.ParseFloat(n.Value, 64)
-		if err != nil {
-			return nil, fmt.Errorf("want a number, got %q", n.Value)
+		if _, err := strconv.ParseFloat(v, 64); err != nil {
+			return configValue{}, fmt.Errorf("want a number, got %q", v)
 		}
-		return v, nil
 	}
-	return n.Value, nil // the YAML text as written, whatever type YAML sees in it
+	return configValue{[]string{v}}, nil
 }

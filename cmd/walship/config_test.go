@@ -12,12 +12,11 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
-	"github.com/urfave/cli/v2/altsrc"
 )
 
 // probeCommand prints what its flags resolve to. Its flags are named, typed
-// and bound to environment variables like walship's own, and newApp wraps
-// them as it wraps every command's.
+// and bound to environment variables like walship's own, and the config file
+// sets them as it sets every command's.
 func probeCommand(out io.Writer) *cli.Command {
 	return &cli.Command{
 		Name:   "probe",
@@ -258,13 +257,13 @@ func TestConfigPush(t *testing.T) {
 	}
 }
 
-// TestConfigCoversEveryFlag guards against a flag type the wrapper does not
-// know, which the file could not set.
+// TestConfigCoversEveryFlag guards against a flag type configKindOf does
+// not know, which the file could not set.
 func TestConfigCoversEveryFlag(t *testing.T) {
 	app := newApp(io.Discard, io.Discard)
 	check := func(where string, flags []cli.Flag) {
 		for _, f := range flags {
-			if _, ok := f.(altsrc.FlagInputSourceExtension); ok {
+			if configKindOf(f) != 0 {
 				continue
 			}
 			if vf, ok := f.(cli.VisibleFlag); ok && !vf.IsVisible() {
@@ -288,7 +287,7 @@ func TestConfigCannotForce(t *testing.T) {
 	app := newApp(io.Discard, io.Discard)
 	for _, c := range app.Commands {
 		for _, f := range c.Flags {
-			if _, ok := f.(altsrc.FlagInputSourceExtension); ok && cliOnly[f.Names()[0]] {
+			if configKindOf(f) != 0 && cliOnly[f.Names()[0]] {
 				t.Errorf("%s: --%s can come from the config file", c.Name, f.Names()[0])
 			}
 		}
@@ -307,7 +306,7 @@ func TestConfigSkipsHiddenFlags(t *testing.T) {
 				continue
 			}
 			hidden++
-			if _, ok := f.(altsrc.FlagInputSourceExtension); ok {
+			if configKindOf(f) != 0 {
 				t.Errorf("%s: hidden --%s can come from the config file", c.Name, f.Names()[0])
 			}
 		}
