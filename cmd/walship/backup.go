@@ -51,8 +51,7 @@ func (f *incrementalFlag) IsBoolFlag() bool { return true }
 
 func backupCommand(g *globals) *cli.Command {
 	return &cli.Command{
-		Name:  "backup",
-		Usage: "take a base backup into the archive",
+		Name: "backup",
 		Description: `backup copies the whole cluster (every tablespace) over a replication
 connection (BASE_BACKUP, PostgreSQL 13 or later) into backups/<id>/ in the
 archive, compressed, with PostgreSQL's backup manifest (a CRC32C for every

@@ -33,7 +33,6 @@ const DefaultCheckTimeout = time.Minute
 func checkCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:      "check",
-		Usage:     "prove that the primary archives into the archive, end to end",
 		UsageText: "walship check --archive URL --dsn CONNSTR [--timeout 1m]",
 		Description: `check proves that archiving works, as pgbackrest check does. It connects to
 the primary and checks its settings against the archive:

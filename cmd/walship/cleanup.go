@@ -28,7 +28,6 @@ type cleanupOptions struct {
 func cleanupCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:      "cleanup",
-		Usage:     "remove archived segments a standby no longer needs (archive_cleanup_command)",
 		ArgsUsage: "%r",
 		Description: `cleanup is a standby's archive_cleanup_command, as pg_archivecleanup is: it
 removes the archived WAL segments older than %r, the oldest segment the

@@ -43,6 +43,7 @@ const (
 // is read: a call without one pays only for a missing /etc/walship file.
 type configFile struct {
 	app    *cli.App
+	all    func() []*cli.Command // every command in full: kinds needs their flags
 	path   string
 	values map[string]configValue // by key; nil when no file was read
 }
@@ -52,13 +53,13 @@ type configValue struct {
 	list []string // one Set each; a scalar is a list of one
 }
 
-// readConfigFile adds --config to app and hooks the Before of app and of
-// every command, so that the config file can set their flags. It runs after
-// the commands are in place and have their OnUsageError. Keys that name no
-// flag are logged as warnings and ignored.
-func readConfigFile(app *cli.App, g *globals) {
-	cf := &configFile{app: app}
-	app.Flags = append(app.Flags, configFlag())
+// readConfigFile hooks the Before of app and of every command, so that
+// the config file that --config names can set their flags. It runs after
+// the commands are in place and have their OnUsageError; all returns every
+// command in full. Keys that name no flag are logged as warnings and
+// ignored.
+func readConfigFile(app *cli.App, g *globals, all func() []*cli.Command) {
+	cf := &configFile{app: app, all: all}
 	prev := app.Before
 	app.Before = func(c *cli.Context) error {
 		unknown, err := cf.load(c)
@@ -199,7 +200,7 @@ func (cf *configFile) kinds() map[string]configKind {
 			}
 		}
 	}
-	walk(cf.app.Flags, cf.app.Commands)
+	walk(cf.app.Flags, cf.all())
 	return kinds
 }
 

@@ -279,6 +279,8 @@ func TestConfigCoversEveryFlag(t *testing.T) {
 	for _, c := range app.Commands {
 		check(c.Name, c.Flags)
 	}
+	// One key means one thing to every command: kinds panics otherwise.
+	(&configFile{app: app, all: func() []*cli.Command { return app.Commands }}).kinds()
 }
 
 // A config file cannot set --force, --dry-run or --json: they are meant for

@@ -133,8 +133,7 @@ after an interruption. Progress goes to stderr.`,
 		}
 	}
 	return &cli.Command{
-		Name:  "encryption",
-		Usage: "encrypt the archive at rest (age public keys): keygen, init, add-key, retire-key, status, rewrap",
+		Name: "encryption",
 		Description: `An encrypted archive holds every file (segments, .history and .backup files,
 tail increments, backup data and manifests) as an age file, compressed and
 then encrypted to the public keys of its key set. Writers need only the

@@ -31,8 +31,7 @@ type expireResult struct {
 
 func expireCommand(g *globals) *cli.Command {
 	return &cli.Command{
-		Name:  "expire",
-		Usage: "remove old backups and the WAL only they need",
+		Name: "expire",
 		Description: `expire keeps the newest --keep complete backups and removes older ones,
 then every WAL segment, .partial and .backup file older than the segment the
 oldest kept backup starts in (on every timeline). Timeline history files

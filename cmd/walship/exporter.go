@@ -44,8 +44,7 @@ const exporterConcurrency = 4
 
 func exporterCommand(g *globals) *cli.Command {
 	return &cli.Command{
-		Name:  "exporter",
-		Usage: "serve Prometheus metrics of archive health for every cluster of a repository (a daemon)",
+		Name: "exporter",
 		UsageText: "walship exporter [--listen :9854] --repo ROOT [--cluster-dsn NAME=CONNSTR]...\n" +
 			"walship exporter --archive URL [--name NAME] [--dsn CONNSTR]\n" +
 			"walship exporter --cluster NAME=URL [--cluster NAME=URL]... [--cluster-dsn NAME=CONNSTR]...",

@@ -36,7 +36,6 @@ type fetchOptions struct {
 func fetchCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:      "fetch",
-		Usage:     "restore a WAL file now, or say it is not archived (restore_command for point-in-time recovery and standby.signal standbys)",
 		ArgsUsage: "%f %p",
 		Description: `fetch is the restore_command that never waits: it verifies the archived
 file as wait does (zstd checksum, size, page header, system identifier, and

@@ -23,8 +23,7 @@ type infoOptions struct {
 
 func infoCommand(g *globals) *cli.Command {
 	return &cli.Command{
-		Name:  "info",
-		Usage: "list the archive's backups and its WAL per timeline, with gaps",
+		Name: "info",
 		Description: `info lists the complete backups (id, times, sizes, LSN range, timeline),
 the backups that started but never completed (interrupted, or running now),
 and the WAL segments archived on each timeline: first, last, how many, and

@@ -116,7 +116,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return runApp(ctx, newApp(stdout, stderr), args, stderr)
+	return runApp(ctx, buildApp(stdout, stderr, args, nil), args, stderr)
 }
 
 // runApp runs app, reports its error on stderr and returns the exit code,
@@ -182,9 +182,45 @@ type globals struct {
 	ran bool
 }
 
-// newApp builds walship. Tests pass extra commands, which get the same
-// treatment as walship's own.
+// walshipCommand is one of walship's commands: its name and usage line,
+// which walship --help lists, and how to build the rest of it.
+type walshipCommand struct {
+	name, usage string
+	build       func(*globals) *cli.Command
+}
+
+// walshipCommands lists the commands in the order of walship --help. A
+// call builds only the command it runs (its flags and help texts cost more
+// than the rest of a call): the others are their name and usage line.
+func walshipCommands() []walshipCommand {
+	return []walshipCommand{
+		{"push", "archive one WAL file (the primary's archive_command)", pushCommand},
+		{"wait", "wait for a WAL file and restore it (a pg_standby-mode standby's restore_command)", waitCommand},
+		{"promote", "end a standby's recovery: write the trigger file, or call pg_promote()", promoteCommand},
+		{"tail", "ship the current WAL segment record by record (a daemon on the primary)", tailCommand},
+		{"backup", "take a base backup into the archive", backupCommand},
+		{"restore", "rebuild a data directory from a backup, for point-in-time recovery or a standby", restoreCommand},
+		{"fetch", "restore a WAL file now, or say it is not archived (restore_command for point-in-time recovery and standby.signal standbys)", fetchCommand},
+		{"info", "list the archive's backups and its WAL per timeline, with gaps", infoCommand},
+		{"verify", "read every archived file and check it, and the WAL chain of every backup", verifyCommand},
+		{"expire", "remove old backups and the WAL only they need", expireCommand},
+		{"cleanup", "remove archived segments a standby no longer needs (archive_cleanup_command)", cleanupCommand},
+		{"exporter", "serve Prometheus metrics of archive health for every cluster of a repository (a daemon)", exporterCommand},
+		{"check", "prove that the primary archives into the archive, end to end", checkCommand},
+		{"encryption", "encrypt the archive at rest (age public keys): keygen, init, add-key, retire-key, status, rewrap", encryptionCommand},
+	}
+}
+
+// newApp builds walship with every command in full. Tests pass extra
+// commands, which get the same treatment as walship's own.
 func newApp(stdout, stderr io.Writer, extra ...*cli.Command) *cli.App {
+	return buildApp(stdout, stderr, nil, extra)
+}
+
+// buildApp builds walship to run args: the command args name is built in
+// full, the others only as far as walship --help lists them. With args nil,
+// or naming help, every command is built.
+func buildApp(stdout, stderr io.Writer, args []string, extra []*cli.Command) *cli.App {
 	g := &globals{stdout: stdout, stderr: stderr, logger: slog.New(slog.DiscardHandler)}
 	app := &cli.App{
 		Name:    "walship",
@@ -197,7 +233,7 @@ On the primary, in postgresql.conf:
    archive_mode = on
    archive_command = 'walship push --archive /srv/walship/main %p %f'
 
-` + exitHelpAll(),
+`,
 		Writer:    stdout,
 		ErrWriter: stderr,
 		Action:    topAction,
@@ -206,6 +242,7 @@ On the primary, in postgresql.conf:
 				Usage: "debug, info, warn or error; logs go to stderr, which PostgreSQL puts in its log"},
 			&cli.StringFlag{Name: "log-format", Value: "text", EnvVars: []string{"WALSHIP_LOG_FORMAT"},
 				Usage: "text or json"},
+			configFlag(),
 		},
 		Before: func(c *cli.Context) error {
 			l, err := newLogger(stderr, c.String("log-level"), c.String("log-format"))
@@ -215,25 +252,37 @@ On the primary, in postgresql.conf:
 			g.logger = l
 			return nil
 		},
-		Commands: append([]*cli.Command{
-			pushCommand(g),
-			waitCommand(g),
-			promoteCommand(g),
-			tailCommand(g),
-			backupCommand(g),
-			restoreCommand(g),
-			fetchCommand(g),
-			infoCommand(g),
-			verifyCommand(g),
-			expireCommand(g),
-			cleanupCommand(g),
-			exporterCommand(g),
-			checkCommand(g),
-			encryptionCommand(g),
-		}, extra...),
 		Metadata:       map[string]any{globalsKey: g},
 		ExitErrHandler: func(*cli.Context, error) {}, // main decides exit codes
 		OnUsageError:   onUsageError,
+	}
+	name, only := commandIn(app, args)
+	if !only || name == "" {
+		// Not when a command runs: its own help has its exit codes.
+		app.Description += exitHelpAll()
+	}
+	all := func() []*cli.Command {
+		var cmds []*cli.Command
+		for _, wc := range walshipCommands() {
+			c := wc.build(g)
+			c.Usage = wc.usage
+			cmds = append(cmds, c)
+		}
+		return append(cmds, extra...)
+	}
+	if !only {
+		app.Commands = all()
+	} else {
+		for _, wc := range walshipCommands() {
+			if wc.name == name {
+				c := wc.build(g)
+				c.Usage = wc.usage
+				app.Commands = append(app.Commands, c)
+			} else {
+				app.Commands = append(app.Commands, &cli.Command{Name: wc.name, Usage: wc.usage})
+			}
+		}
+		app.Commands = append(app.Commands, extra...)
 	}
 	// urfave/cli calls a command's own OnUsageError for a bad flag; commands
 	// that set none get exit code 2.
@@ -242,8 +291,49 @@ On the primary, in postgresql.conf:
 			c.OnUsageError = onUsageError
 		}
 	}
-	readConfigFile(app, g)
+	// A config file may name the flags of any command, so reading one
+	// needs them all.
+	readConfigFile(app, g, func() []*cli.Command {
+		if only {
+			return all()
+		}
+		return app.Commands
+	})
 	return app
+}
+
+// commandIn returns the name of the command args run: the first argument
+// that is no top-level flag or flag value. only says whether building just
+// that command (or none, when it names none of walship's) is enough; it is
+// false for help, which may show any command, and after "--".
+func commandIn(app *cli.App, args []string) (name string, only bool) {
+	if args == nil {
+		return "", false
+	}
+	takesValue := map[string]bool{}
+	for _, f := range app.Flags {
+		if _, ok := f.(*cli.BoolFlag); !ok {
+			for _, n := range flagNames(f) {
+				takesValue[n] = true
+			}
+		}
+	}
+	for i := 1; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "--":
+			return "", false
+		case strings.HasPrefix(a, "-"):
+			if n := strings.TrimLeft(a, "-"); takesValue[n] {
+				i++ // its value
+			}
+		case a == "help" || a == "h":
+			return a, false
+		default:
+			return a, true
+		}
+	}
+	return "", true
 }
 
 func onUsageError(_ *cli.Context, err error, _ bool) error { return usageError{err} }

@@ -48,7 +48,6 @@ type promoteResult struct {
 func promoteCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:      "promote",
-		Usage:     "end a standby's recovery: write the trigger file, or call pg_promote()",
 		UsageText: "walship promote --trigger FILE [--fast]\nwalship promote --pg CONNSTR [--wait] [--timeout 60s]",
 		Description: `promote ends the recovery of a standby, which then becomes a primary on a
 new timeline.

@@ -28,7 +28,6 @@ type pushOptions struct {
 func pushCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:      "push",
-		Usage:     "archive one WAL file (the primary's archive_command)",
 		ArgsUsage: "%p %f",
 		Description: `push copies one WAL segment, .history, .backup or .partial file into the
 archive, atomically and durably: it exits 0 only when the file is safe on disk.

@@ -47,8 +47,7 @@ type restoreResult struct {
 
 func restoreCommand(g *globals) *cli.Command {
 	return &cli.Command{
-		Name:  "restore",
-		Usage: "rebuild a data directory from a backup, for point-in-time recovery or a standby",
+		Name: "restore",
 		Description: `restore extracts a backup into --pgdata (which must be empty or absent,
 unless --force), checks every file against the backup manifest (size and
 CRC32C), puts tablespaces back where they were (or where --tablespace-map

@@ -31,8 +31,7 @@ const minTailInterval = 10 * time.Millisecond
 
 func tailCommand(g *globals) *cli.Command {
 	return &cli.Command{
-		Name:  "tail",
-		Usage: "ship the current WAL segment record by record (a daemon on the primary)",
+		Name: "tail",
 		Description: `tail runs beside the primary and ships the WAL it has flushed but not yet
 archived: every --interval it reads pg_current_wal_flush_lsn(), reads the new
 bytes of the current segment from pg_wal and stores them in the archive as an

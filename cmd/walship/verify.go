@@ -24,8 +24,7 @@ type verifyResult struct {
 
 func verifyCommand(g *globals) *cli.Command {
 	return &cli.Command{
-		Name:  "verify",
-		Usage: "read every archived file and check it, and the WAL chain of every backup",
+		Name: "verify",
 		Description: `verify reads the whole archive: every WAL file must decompress without a
 checksum error, and a segment must have its full size and the page header of
 the segment its name says, of the archive's cluster; every file of every

@@ -39,7 +39,6 @@ type waitOptions struct {
 func waitCommand(g *globals) *cli.Command {
 	return &cli.Command{
 		Name:      "wait",
-		Usage:     "wait for a WAL file and restore it (a pg_standby-mode standby's restore_command)",
 		ArgsUsage: "%f %p [%r]",
 		Description: `wait is the restore_command of a warm standby in pg_standby mode: it waits
 until the segment PostgreSQL asks for is in the archive, verifies it (zstd
