@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
@@ -494,8 +495,10 @@ func walFix(fromStandby bool) string {
 	return "check that archive_command (walship push) works (pg_stat_archiver), or raise --wal-timeout"
 }
 
-// archiveName is what the server calls its tar archives.
-var archiveName = regexp.MustCompile(`^(base|[1-9][0-9]*)\.tar$`)
+// archiveName matches what the server calls its tar archives. It is
+// compiled on first use, as markerName: every walship process links this
+// package, and most take no backup.
+var archiveName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^(base|[1-9][0-9]*)\.tar$`) })
 
 // sink stores the archives of a running backup, each as it streams in, and
 // keeps the manifest in memory.
@@ -546,7 +549,7 @@ func (s *sink) archive(name, location string) error {
 			return fmt.Errorf("BASE_BACKUP: archive %q is not zstd-compressed as asked", name)
 		}
 	}
-	if s.inManifest || !archiveName.MatchString(tarName) {
+	if s.inManifest || !archiveName().MatchString(tarName) {
 		return fmt.Errorf("BASE_BACKUP: unexpected archive %q", name)
 	}
 	f := ArchiveFile{Name: tarName + s.comp.Suffix(), Location: location}

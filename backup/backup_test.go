@@ -219,7 +219,7 @@ func TestBackupInProgressMarker(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, f := range files {
-		if markerName.MatchString(f.Name) {
+		if markerName().MatchString(f.Name) {
 			t.Errorf("the complete backup kept its marker %s", f.Name)
 		}
 	}

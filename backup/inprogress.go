@@ -82,7 +82,7 @@ func (m *InProgress) UnmarshalJSON(b []byte) error {
 }
 
 // markerName matches the in-progress markers in a backup's directory.
-var markerName = regexp.MustCompile(`^inprogress-([0-9]{6,9})\.json$`)
+var markerName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`^inprogress-([0-9]{6,9})\.json$`) })
 
 func markerFile(seq int) string { return fmt.Sprintf("inprogress-%06d.json", seq) }
 
@@ -91,7 +91,7 @@ func markerFile(seq int) string { return fmt.Sprintf("inprogress-%06d.json", seq
 func newestMarker(files []archive.FileInfo) string {
 	best, name := -1, ""
 	for _, fi := range files {
-		if m := markerName.FindStringSubmatch(fi.Name); m != nil {
+		if m := markerName().FindStringSubmatch(fi.Name); m != nil {
 			if n, _ := strconv.Atoi(m[1]); n > best {
 				best, name = n, fi.Name
 			}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"sync"
 
 	"github.com/walship/walship/internal/pgver"
 )
@@ -35,7 +36,12 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // headerTable[j][b] is the CRC32C register contribution of byte b followed
 // by j zero bytes, for updateHeader.
-var headerTable = func() (t [recordCRCOffset][256]uint32) {
+type headerTable [recordCRCOffset][256]uint32
+
+// headerTables returns the headerTable, made on first use: every walship
+// process links this package, and most verify no WAL.
+var headerTables = sync.OnceValue(func() *headerTable {
+	t := new(headerTable)
 	for i := range 256 {
 		crc := uint32(i)
 		for range 8 {
@@ -53,14 +59,13 @@ var headerTable = func() (t [recordCRCOffset][256]uint32) {
 		}
 	}
 	return t
-}()
+})
 
 // updateHeader returns crc32.Update(crc, castagnoli, h[:20]) for the 20
 // bytes of a record header the CRC covers. A call to crc32.Update for so
 // few bytes costs more than the CRC instructions; here every byte has its
 // own table, so the 20 lookups do not wait on each other.
-func updateHeader(crc uint32, h []byte) uint32 {
-	t := &headerTable
+func updateHeader(t *headerTable, crc uint32, h []byte) uint32 {
 	h = h[:recordCRCOffset]
 	s := ^crc
 	s = t[19][h[0]^byte(s)] ^ t[18][h[1]^byte(s>>8)] ^ t[17][h[2]^byte(s>>16)] ^ t[16][h[3]^byte(s>>24)] ^
@@ -204,6 +209,7 @@ type SegmentVerifier struct {
 	version pgver.Major
 	tli     TimeLine // of the last page checked
 
+	crcs     *headerTable
 	state    verifyState
 	rec      openRecord // in state inRecord
 	contLeft uint32     // in state inContinuation: bytes of the record still to skip
@@ -225,7 +231,7 @@ type SegmentVerifier struct {
 // An invalid name or size makes Write and Close return an error wrapping
 // ErrInvalidName.
 func NewSegmentVerifier(n Name, segSize int64) *SegmentVerifier {
-	v := &SegmentVerifier{name: n, segSize: segSize, contEnd: -1, endOff: -1}
+	v := &SegmentVerifier{name: n, segSize: segSize, contEnd: -1, endOff: -1, crcs: headerTables()}
 	if n.Kind != Segment && n.Kind != Partial {
 		v.err = fmt.Errorf("%w %s: a %s file is not WAL to verify", ErrInvalidName, quote(n.String()), n.Kind)
 		return v
@@ -533,7 +539,7 @@ func (v *SegmentVerifier) continueRecord(p []byte, pos int, first bool) (int, er
 	}
 	v.state = inRecords
 	// The CRC covers the data, then the header up to xl_crc.
-	if err := v.endRecord(r.lsn, r.hdr[:], updateHeader(r.crc, r.hdr[:])); err != nil {
+	if err := v.endRecord(r.lsn, r.hdr[:], updateHeader(v.crcs, r.crc, r.hdr[:])); err != nil {
 		return 0, err
 	}
 	if v.state == afterSwitch {
@@ -591,7 +597,7 @@ func (v *SegmentVerifier) checkRecords(p []byte, pos int, lsn LSN) error {
 			v.rec.got = uint32(len(p) - pos)
 			return nil
 		}
-		sum := updateHeader(crc32.Update(0, castagnoli, p[pos+recordHeaderSize:end]), h)
+		sum := updateHeader(v.crcs, crc32.Update(0, castagnoli, p[pos+recordHeaderSize:end]), h)
 		if sum != le.Uint32(h[recordCRCOffset:]) || (h[17] == rmXLog && h[16]&0xF0 == xlogSwitch) {
 			if err := v.endRecord(recLSN, h, sum); err != nil {
 				return err

@@ -264,7 +264,7 @@ func TestUpdateHeader(t *testing.T) {
 			clear(h)
 		}
 		crc := rng.Uint32()
-		if got, want := updateHeader(crc, h), crc32.Update(crc, castagnoli, h[:recordCRCOffset]); got != want {
+		if got, want := updateHeader(headerTables(), crc, h), crc32.Update(crc, castagnoli, h[:recordCRCOffset]); got != want {
 			t.Fatalf("updateHeader(%08X, %x): got %08X, want %08X", crc, h[:recordCRCOffset], got, want)
 		}
 	}
