@@ -20,6 +20,9 @@
 //
 // With -fixed, the file instead holds `name<TAB>command` lines, each run -n
 // times interleaved; their exit codes are reported, not required to be 0.
+// -exec runs each command directly (split at spaces), not through
+// /bin/sh -c, so the shell's own start does not hide the cost measured;
+// -ratios then names a/b pairs of line names.
 package main
 
 import (
@@ -31,6 +34,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -76,6 +80,7 @@ var (
 	reserveMB = flag.Int64("reserve-mb", 1024, "free memory left when filling")
 	rawOut    = flag.String("raw", "", "CSV file of every call")
 	ratios    = flag.String("ratios", "", "comma-separated a/b pairs of tool names to report ratios of medians for")
+	direct    = flag.Bool("exec", false, "with -fixed: run each command directly, split at spaces, not through /bin/sh -c")
 	kinds     kindFlags
 )
 
@@ -154,6 +159,10 @@ func expand(s string, p, f, dir string) string {
 // -c, in the data directory) and returns its wall time and exit code.
 func call(command, cwd string) (time.Duration, int, string) {
 	cmd := exec.Command("/bin/sh", "-c", command)
+	if *direct {
+		f := strings.Fields(command)
+		cmd = exec.Command(f[0], f[1:]...)
+	}
 	cmd.Dir = cwd
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
@@ -392,6 +401,7 @@ func runFixed() error {
 	codes := make([]int, len(lines))
 	cwd, _ := os.Getwd()
 	topUp()
+	load0 := loadAvg()
 	for i := 0; i < *iters+*warmup; i++ {
 		for j, l := range lines {
 			d, code, out := call(l[1], cwd)
@@ -414,6 +424,25 @@ func runFixed() error {
 	fmt.Printf("|%s|%s|%s|%s|%s|\n", dashes(42), dashes(8), dashes(9), dashes(9), dashes(6))
 	for j, l := range lines {
 		fmt.Printf("| %-40s | %6.2f | %7.2f | %7.2f | %4d |\n", l[0], stats.Median(times[j]), stats.Pct(times[j], 90), stats.Pct(times[j], 99), codes[j])
+	}
+	fmt.Printf("\n1-minute load average at the start and the end: %s, %s (%d CPUs)\n\n", load0, loadAvg(), runtime.NumCPU())
+	if *ratios == "" {
+		return nil
+	}
+	median := map[string]float64{}
+	for j, l := range lines {
+		median[l[0]] = stats.Median(times[j])
+	}
+	fmt.Printf("| %-60s | %6s | %8s |\n", "ratio of medians", "ratio", "ms more")
+	fmt.Printf("|%s|%s|%s|\n", dashes(62), dashes(8), dashes(10))
+	for _, pair := range strings.Split(*ratios, ",") {
+		a, b, ok := strings.Cut(pair, "/")
+		ma, oka := median[a]
+		mb, okb := median[b]
+		if !ok || !oka || !okb {
+			return fmt.Errorf("-ratios %q: want a/b of two line names", pair)
+		}
+		fmt.Printf("| %-60s | %6.2f | %8.2f |\n", a+" / "+b, ma/mb, ma-mb)
 	}
 	fmt.Println()
 	return nil
