@@ -34,15 +34,10 @@ func main() {
 	// PostgreSQL depends on: writes fail with EPIPE instead, and are dropped.
 	signal.Ignore(syscall.SIGPIPE)
 	sigc := make(chan os.Signal, 1)
+	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 	ctx, cancel := context.WithCancel(context.Background())
 	var got atomic.Value
 	go func() {
-		// Notify here, not before the command starts: the first Notify
-		// waits for the runtime to start a signal thread, 0.13 ms of a call
-		// that takes 2. Until it is done, the signals do what they do
-		// between exec and main anyway (SIGTERM, SIGINT and SIGHUP kill
-		// walship by that signal, as dieBy would).
-		signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT)
 		s := <-sigc
 		if s == syscall.SIGQUIT {
 			// PostgreSQL's immediate shutdown: go at once. Go's own
