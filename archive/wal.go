@@ -7,6 +7,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/cespare/xxhash/v2"
 )
@@ -46,14 +47,22 @@ type DigestPutter interface {
 // PutWALDigest is PutWAL, recording digest with the file when st is a
 // DigestPutter.
 func PutWALDigest(ctx context.Context, st Storage, name string, r io.Reader, c Compression, digest string) error {
-	put := st.Put
-	if dp, ok := st.(DigestPutter); ok && digest != "" {
-		put = func(ctx context.Context, name string, r io.Reader) error { return dp.PutDigest(ctx, name, r, digest) }
-	}
 	if _, _, err := StatWAL(ctx, st, name); err == nil {
 		return fmt.Errorf("%s: %w", name, errExist)
 	} else if !IsNotExist(err) {
 		return err
+	}
+	return PutNewWAL(ctx, st, name, r, c, digest)
+}
+
+// PutNewWAL is PutWALDigest for a caller that has just found with StatWAL
+// that name is archived under none of its names: it does not look again
+// (on a remote archive, a round trip per name). Put itself still refuses
+// to replace the file it writes.
+func PutNewWAL(ctx context.Context, st Storage, name string, r io.Reader, c Compression, digest string) error {
+	put := st.Put
+	if dp, ok := st.(DigestPutter); ok && digest != "" {
+		put = func(ctx context.Context, name string, r io.Reader) error { return dp.PutDigest(ctx, name, r, digest) }
 	}
 	if c == None {
 		hr := &hashingReader{r: r, h: xxhash.New()}
@@ -155,18 +164,33 @@ func FlatPath(name string) string { return name }
 // wal/ and then the archive's root (a pg_standby archive, read as it is),
 // and returns its info and suffix. A file that is not archived returns an
 // error matching fs.ErrNotExist.
+//
+// It asks for every name at once: on a remote archive each is a round
+// trip, and a name not archived (the common case of a push) must be
+// looked up under all of them. The answer is the one of asking in turn.
 func StatWAL(ctx context.Context, st Storage, name string) (FileInfo, string, error) {
-	for _, path := range walPaths(name) {
-		fi, err := st.Stat(ctx, path)
-		if err == nil {
+	paths := walPaths(name)
+	type result struct {
+		fi  FileInfo
+		err error
+	}
+	res := make([]result, len(paths))
+	var wg sync.WaitGroup
+	for i := 1; i < len(paths); i++ {
+		wg.Go(func() { res[i].fi, res[i].err = st.Stat(ctx, paths[i]) })
+	}
+	res[0].fi, res[0].err = st.Stat(ctx, paths[0])
+	wg.Wait()
+	for i, r := range res {
+		if r.err == nil {
 			suffix := ""
-			if strings.HasSuffix(path, ".zst") {
+			if strings.HasSuffix(paths[i], ".zst") {
 				suffix = ".zst"
 			}
-			return fi, suffix, nil
+			return r.fi, suffix, nil
 		}
-		if !IsNotExist(err) {
-			return FileInfo{}, "", err
+		if !IsNotExist(r.err) {
+			return FileInfo{}, "", r.err
 		}
 	}
 	return FileInfo{}, "", fmt.Errorf("%s: %w", name, errNotExist)

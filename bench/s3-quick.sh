@@ -49,6 +49,40 @@ for k in "${!T[@]}"; do
 	printf '%-20s %7s ms  (%d calls)\n' "$k" "$(tr ' ' '\n' <<<"${T[$k]}" | grep . | median)" "$(wc -w <<<"${T[$k]}")"
 done | sort
 
+# The fixed cost of one call over https (a fetch of a missing segment),
+# beside http and a local directory: versitygw with a self-signed
+# certificate, trusted through the system's store (SSL_CERT_FILE plus
+# /etc/ssl/certs, as Go reads it) or as a CA bundle (AWS_CA_BUNDLE), with and
+# without the TLS sessions kept between calls (--s3-tls-sessions).
+mkdir -p "$WORK/tls"
+[[ -f $WORK/tls/cert.pem ]] || openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj /CN=127.0.0.1 \
+	-addext subjectAltName=IP:127.0.0.1 -keyout "$WORK/tls/key.pem" -out "$WORK/tls/cert.pem" 2>/dev/null
+TPORT=$((PORT + 1))
+"$VGW" --access k --secret s0123456789 --port "127.0.0.1:$TPORT" --cert "$WORK/tls/cert.pem" --key "$WORK/tls/key.pem" \
+	--keep-alive --quiet posix "$WORK/vgw" >/dev/null 2>&1 &
+TPID=$!
+trap 'kill $VPID $TPID' EXIT
+sleep 1
+M=0000000100000000000000FF
+declare -A F
+https=(env -u AWS_CA_BUNDLE AWS_ENDPOINT_URL=https://127.0.0.1:$TPORT SSL_CERT_FILE=$WORK/tls/cert.pem SSL_CERT_DIR=/etc/ssl/certs)
+export XDG_CACHE_HOME=$WORK/cache
+for r in $(seq "$ROUNDS"); do
+	for _ in $(seq 20); do
+		F["1 local"]+="$(us "$W" fetch --archive "$WORK/local/1-zstd" $M "$WORK/out") "
+		F["2 S3 http"]+="$(us "$W" fetch --archive s3://bench/1-zstd $M "$WORK/out") "
+		F["3 S3 https, system store"]+="$(us "${https[@]}" WALSHIP_S3_TLS_SESSIONS=off "$W" fetch --archive s3://bench/1-zstd $M "$WORK/out") "
+		F["4 S3 https, system store, sessions kept"]+="$(us "${https[@]}" "$W" fetch --archive s3://bench/1-zstd $M "$WORK/out") "
+		F["5 S3 https, CA bundle"]+="$(us "${https[@]}" AWS_CA_BUNDLE=$WORK/tls/cert.pem WALSHIP_S3_TLS_SESSIONS=off "$W" fetch --archive s3://bench/1-zstd $M "$WORK/out") "
+		F["6 S3 https, CA bundle, sessions kept"]+="$(us "${https[@]}" AWS_CA_BUNDLE=$WORK/tls/cert.pem "$W" fetch --archive s3://bench/1-zstd $M "$WORK/out") "
+	done
+done
+echo "fixed cost: walship fetch of a missing segment, ms per call (median of $((ROUNDS * 20)), interleaved)"
+for k in "${!F[@]}"; do
+	printf '%s %7s ms\n' "$k" "$(tr ' ' '\n' <<<"${F[$k]}" | grep . | median)"
+done | sort -n | sed 's/^[0-9] /  /'
+unset XDG_CACHE_HOME
+
 n() { wc -l <"$WORK/access.log"; }
 A=(--archive s3://bench/requests)
 c=$(n); "$W" push "${A[@]}" "$WORK/segs/${segs[0]}" "${segs[0]}"; echo "requests: first push (records identity) $(( $(n) - c ))"

@@ -29,7 +29,7 @@
 # restored segments are written to the loop file system. Four versitygw
 # processes: push and restore root, each over http and https (a self-signed
 # RSA-2048 certificate for 127.0.0.1, which walship trusts through
-# SSL_CERT_FILE and pgbackrest does not check: repo1-storage-verify-tls=n),
+# AWS_CA_BUNDLE and pgbackrest does not check: repo1-storage-verify-tls=n),
 # all with --keep-alive, as AWS S3 and most servers run (versitygw's default
 # closes the connection after every response: then every request of a call
 # pays a TCP and TLS handshake); a fifth without it, https, for the fixed
@@ -192,7 +192,9 @@ vgw "$P_RESTORE" "$RV"
 vgw "$P_RESTORE_TLS" "$RV" tls
 vgw "$P_NOKA" "$RV" tls noka
 export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_REGION=us-east-1 AWS_EC2_METADATA_DISABLED=true
-export WALSHIP_S3_PATH_STYLE=true WALSHIP_LOG_LEVEL=warn SSL_CERT_FILE=$CERT
+# walship trusts the certificate as a CA bundle (AWS_CA_BUNDLE, which also
+# overrides one the environment may set); SSL_CERT_FILE too, for tools that read it.
+export WALSHIP_S3_PATH_STYLE=true WALSHIP_LOG_LEVEL=warn SSL_CERT_FILE=$CERT AWS_CA_BUNDLE=$CERT
 
 # ------------------------------------------------------------ pgbackrest
 # Two configurations, repo1-type=s3 (the bucket is given per call) and

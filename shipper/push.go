@@ -8,10 +8,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/walship/walship/archive"
+	"github.com/walship/walship/archive/crypt"
 	"github.com/walship/walship/wal"
 )
 
@@ -88,6 +90,12 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 	size := fi.Size()
 	start := p.now()
 
+	// Everything the push reads from the archive is asked for at once,
+	// while the file is checked: on a remote archive each is a round trip.
+	ctx, cancel := context.WithCancel(ctx)
+	ahead := p.readAhead(ctx, n, size)
+	defer func() { cancel(); ahead.wait() }()
+
 	switch n.Kind {
 	case wal.Segment, wal.Partial:
 		if err := p.checkSegment(ctx, f, n, size); err != nil {
@@ -101,11 +109,12 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 
 	// A re-push is common (the server re-archives after a crash); find out
 	// before compressing anything.
-	if _, _, err := archive.StatWAL(ctx, p.Storage, name); err == nil {
+	if err := ahead.stat.get(); err == nil {
 		return p.compareArchived(ctx, f, n, size)
 	} else if !archive.IsNotExist(err) {
 		return fmt.Errorf("push %s: %w", name, err)
 	}
+	ahead.startFork(ctx, p, n, size) // read while the file goes up
 
 	if _, err := f.Seek(0, io.SeekStart); err != nil {
 		return fmt.Errorf("push %s: %w", name, err)
@@ -115,7 +124,7 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 		return fmt.Errorf("push %s: %w", name, err)
 	}
 	src := &exactReader{r: f, want: size}
-	err = archive.PutWALDigest(ctx, p.Storage, name, src, p.Compression, digest)
+	err = archive.PutNewWAL(ctx, p.Storage, name, src, p.Compression, digest)
 	if archive.IsExist(err) {
 		// Another push of the same name won the race.
 		return p.compareArchived(ctx, f, n, size)
@@ -125,10 +134,77 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 	}
 	p.logger().Info("archived", "file", name, "bytes", size, "compress", p.Compression.String(),
 		"ms", p.now().Sub(start).Milliseconds(), "archive", p.Storage.String())
-	if n.Kind == wal.Segment {
-		p.warnForked(ctx, n, size)
+	if ahead.fork != nil {
+		p.warnForked(n, ahead.fork)
 	}
 	return nil
+}
+
+// readAhead holds the archive reads a push starts before it needs them.
+type readAhead struct {
+	wg   sync.WaitGroup
+	stat *future[struct{}] // whether the name is archived: nil, or an error matching fs.ErrNotExist
+	fork *future[forked]   // for a segment, the newer timeline that left its timeline before it
+}
+
+type forked struct {
+	fork  archive.Fork
+	found bool
+}
+
+// readAhead starts the lookups of a push of n, while the file is checked:
+// where n is archived already, and on an encrypted archive its key sets.
+// They run until ctx ends; wait waits for them.
+func (p *Pusher) readAhead(ctx context.Context, n wal.Name, size int64) *readAhead {
+	a := &readAhead{}
+	a.stat = goFuture(&a.wg, func() (struct{}, error) {
+		_, _, err := archive.StatWAL(ctx, p.Storage, n.String())
+		return struct{}{}, err
+	})
+	if c, ok := crypt.Of(p.Storage); ok {
+		a.wg.Go(func() { _, _, _ = c.Active(ctx) }) // read again, from its cache, by digestFor
+	}
+	return a
+}
+
+// startFork starts reading, for a segment n of size bytes about to be
+// archived, the newer timelines' history files that warnForked checks.
+// (Not for a re-push, which warnForked does not check.)
+func (a *readAhead) startFork(ctx context.Context, p *Pusher, n wal.Name, size int64) {
+	if n.Kind != wal.Segment {
+		return
+	}
+	seg, err := n.SegNo(size)
+	if err != nil {
+		return
+	}
+	a.fork = goFuture(&a.wg, func() (forked, error) {
+		f, ok, err := archive.ForkBefore(ctx, p.Storage, n.TLI, seg.Start(size))
+		return forked{f, ok}, err
+	})
+}
+
+func (a *readAhead) wait() { a.wg.Wait() }
+
+// future is the result of a function running in its own goroutine.
+type future[T any] struct {
+	done chan struct{}
+	v    T
+	err  error
+}
+
+func goFuture[T any](wg *sync.WaitGroup, fn func() (T, error)) *future[T] {
+	f := &future[T]{done: make(chan struct{})}
+	wg.Go(func() {
+		defer close(f.done)
+		f.v, f.err = fn()
+	})
+	return f
+}
+
+func (f *future[T]) get() error {
+	<-f.done
+	return f.err
 }
 
 // warnForked warns, loudly, when the segment n just archived holds only WAL
@@ -140,13 +216,9 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 // restore to the latest one replays: fence it (stop it, or point its
 // archive_command elsewhere) unless it is meant to live on. The push itself
 // has succeeded: refusing it would only fill that server's pg_wal.
-func (p *Pusher) warnForked(ctx context.Context, n wal.Name, segSize int64) {
-	seg, err := n.SegNo(segSize)
-	if err != nil {
-		return
-	}
-	start := seg.Start(segSize)
-	f, ok, err := archive.ForkBefore(ctx, p.Storage, n.TLI, start)
+func (p *Pusher) warnForked(n wal.Name, fork *future[forked]) {
+	err := fork.get()
+	f, ok := fork.v.fork, fork.v.found
 	if p.noKey(err, "checking for a diverged server") {
 		return
 	}

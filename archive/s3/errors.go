@@ -101,6 +101,8 @@ func (s *Storage) apiError(op string, resp *http.Response, b []byte) *Error {
 		bucketRegion = e.Region
 	}
 	switch {
+	case e.Code == "NoSuchKey":
+		s.bucketOK.Store(true) // only an existing bucket lacks a key
 	case e.Code == "InvalidAccessKeyId" || e.Code == "XAdminUserNotFound":
 		e.sentinel = ErrBadCredentials
 		e.hint = fmt.Sprintf("the server does not know access key %s (from %s): fix AWS_ACCESS_KEY_ID or the profile's aws_access_key_id",
@@ -183,8 +185,8 @@ func (s *Storage) transportError(ctx context.Context, op string, err error) erro
 	case errors.As(err, &unknownAuthority) || errors.As(err, &invalid) || errors.As(err, &hostname) ||
 		strings.Contains(err.Error(), "tls: ") || strings.Contains(err.Error(), "x509: "):
 		e.tls = true
-		e.hint = "TLS failed: install the CA that signed the server's certificate in the system trust store " +
-			"(or point SSL_CERT_FILE at it), and check that --s3-endpoint names the host the certificate is for"
+		e.hint = "TLS failed: point --s3-ca-bundle (or AWS_CA_BUNDLE) at the CA that signed the server's certificate, " +
+			"or install it in the system trust store, and check that --s3-endpoint names the host the certificate is for"
 	case errors.Is(err, syscall.ECONNREFUSED):
 		e.hint = "is the S3 server running, and does --s3-endpoint (or AWS_ENDPOINT_URL) name its address and port?"
 	case errors.As(err, &dnsErr):

@@ -22,6 +22,7 @@ type profile struct {
 	RoleARN           string
 	Region            string
 	EndpointURL       string
+	CABundle          string
 }
 
 // loadProfile reads profile name (AWS_PROFILE, else "default") from the
@@ -72,6 +73,7 @@ func loadProfile(name, credFile string, env func(string) string) (profile, error
 	p.RoleARN = conf["role_arn"]
 	p.Region = conf["region"]
 	p.EndpointURL = conf["endpoint_url"]
+	p.CABundle = conf["ca_bundle"]
 	return p, nil
 }
 

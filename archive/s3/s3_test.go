@@ -140,7 +140,7 @@ func TestErrors(t *testing.T) {
 			t.Cleanup(ts.Close)
 			c.Endpoint = ts.URL
 			return c
-		}, s3.ErrTLS, "install the CA that signed the server's certificate"},
+		}, s3.ErrTLS, "at the CA that signed the server's certificate"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := open(t, tt.cfg(config(t, srv)))

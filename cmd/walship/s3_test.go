@@ -15,9 +15,10 @@ func TestS3Args(t *testing.T) {
 		t.Errorf("sshArgs with the S3 defaults: got %q, want nothing", got)
 	}
 	got := strings.Join(sshArgs(sshOptions{S3: s3Options{Endpoint: "http://127.0.0.1:7070", Region: "eu-west-3",
-		PathStyle: true, Profile: "walship", CredentialsFile: "/etc/walship/aws", Timeout: 5 * time.Second}}), " ")
+		PathStyle: true, Profile: "walship", CredentialsFile: "/etc/walship/aws", Timeout: 5 * time.Second,
+		TLSSessions: "off", CABundle: "/etc/walship/ca.pem"}}), " ")
 	want := "--s3-endpoint http://127.0.0.1:7070 --s3-region eu-west-3 --s3-profile walship " +
-		"--s3-credentials-file /etc/walship/aws --s3-path-style --s3-timeout 5s"
+		"--s3-credentials-file /etc/walship/aws --s3-tls-sessions off --s3-ca-bundle /etc/walship/ca.pem --s3-path-style --s3-timeout 5s"
 	if got != want {
 		t.Errorf("sshArgs: got %q, want %q", got, want)
 	}
