@@ -194,9 +194,15 @@ func (c *credentialChain) webIdentity(ctx context.Context, file, role string) (c
 	if session == "" {
 		session = fmt.Sprintf("walship-%d", time.Now().Unix())
 	}
-	endpoint := "https://sts.amazonaws.com"
-	if r := c.env("AWS_REGION"); r != "" {
+	// As the SDKs: the service's own endpoint variable, the global one,
+	// else AWS STS of the region.
+	endpoint := firstOf(c.env("AWS_ENDPOINT_URL_STS"), c.env("AWS_ENDPOINT_URL"))
+	switch r := c.env("AWS_REGION"); {
+	case endpoint != "":
+	case r != "":
 		endpoint = "https://sts." + r + ".amazonaws.com"
+	default:
+		endpoint = "https://sts.amazonaws.com"
 	}
 	q := url.Values{"Action": {"AssumeRoleWithWebIdentity"}, "Version": {"2011-06-15"}, "RoleArn": {role},
 		"RoleSessionName": {session}, "WebIdentityToken": {strings.TrimSpace(string(tok))}}
