@@ -23,6 +23,15 @@ const (
 // so at info level.
 const incompleteLogEvery = 30 * time.Second
 
+// presentEvery is how often a wait with no trigger set checks, while the
+// segment is not archived yet, that the archive is there at all (present).
+// Only an answer that ends the wait (a smart trigger's "not found", or a
+// history probe's) must be checked each time; while nothing is triggered,
+// "not found" only means looking again, and the check is there to warn
+// about an unmounted archive, which every 30 s does as well. On S3 it is a
+// request of the 4 of each poll.
+const presentEvery = 30 * time.Second
+
 // Trigger tells a Waiter whether an operator asked to end recovery.
 type Trigger interface {
 	// Mode returns the current request: trigger.None, Smart or Fast.
@@ -106,7 +115,7 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 	backoff := time.Duration(0)
 	failures := 0
 	waitingLogged := false
-	var lastIncomplete time.Time
+	var lastIncomplete, presentAt time.Time
 	for {
 		if w.Alive != nil {
 			if err := w.Alive(); err != nil {
@@ -133,7 +142,12 @@ func (w *Waiter) Wait(ctx context.Context, name, dest string) error {
 			return fmt.Errorf("%s: %w (fast failover)", name, ErrNotFound)
 		}
 
-		err := believeNotFound(ctx, w.Storage, restore(ctx, w.Storage, n, dest, w.Expect))
+		err := restore(ctx, w.Storage, n, dest, w.Expect)
+		if mode != trigger.None || n.Kind != wal.Segment || w.now().Sub(presentAt) >= presentEvery {
+			if err = believeNotFound(ctx, w.Storage, err); errors.Is(err, ErrNotFound) || errors.Is(err, errNotReady) {
+				presentAt = w.now()
+			}
+		}
 		switch {
 		case err == nil:
 			if failures > 0 {

@@ -593,3 +593,52 @@ func TestWaitNoWatchPolls(t *testing.T) {
 		})
 	}
 }
+
+// statCounter counts the Stats of walship.json, the check that the archive
+// is there (present).
+type statCounter struct {
+	archive.Storage
+	identity atomic.Int32
+}
+
+func (s *statCounter) Stat(ctx context.Context, name string) (archive.FileInfo, error) {
+	if name == archive.IdentityFile {
+		s.identity.Add(1)
+	}
+	return s.Storage.Stat(ctx, name)
+}
+
+// While nothing is triggered, a waiting Wait checks that the archive is
+// there once, not at every poll (on S3, one request in four), and checks
+// again before a smart trigger's "not found" ends recovery: an archive
+// that vanished meanwhile (an NFS share unmounted) never promotes.
+func TestWaitChecksArchiveBeforeEnding(t *testing.T) {
+	e := newArchive(t)
+	sc := &statCounter{Storage: e.st}
+	tr := newFakeTrigger()
+	w := e.waiter()
+	w.Storage, w.Trigger, w.NoWatch, w.MaxBackoff = sc, tr, true, 20*time.Millisecond
+	ch := waitAsync(w, name(13), e.dest)
+	expectPending(t, ch, 300*time.Millisecond) // 15 polls
+	if got := sc.identity.Load(); got != 1 {
+		t.Errorf("15 idle polls checked the archive %d times, want once", got)
+	}
+	// The archive vanishes (its files gone, as from an unmounted share),
+	// then the operator asks for a smart failover.
+	if err := os.RemoveAll(filepath.Join(e.root, archive.WALDir)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(e.root, archive.IdentityFile)); err != nil {
+		t.Fatal(err)
+	}
+	tr.set(trigger.Smart)
+	expectPending(t, ch, 300*time.Millisecond)
+	if got := sc.identity.Load(); got < 3 {
+		t.Errorf("under a smart trigger the archive was checked %d times in all, want it checked at every look", got)
+	}
+	// It comes back, without the segment: now the smart failover ends recovery.
+	e.put(name(1), segment(t, sysID, 1, 1), archive.Zstd)
+	if err := expectResult(t, ch); !errors.Is(err, ErrNotFound) {
+		t.Fatalf("smart trigger, archive back: got %v, want ErrNotFound", err)
+	}
+}
