@@ -7,7 +7,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/archive/local"
@@ -83,5 +85,77 @@ func TestFlatArchiveRead(t *testing.T) {
 	}
 	if err := archive.PutWAL(context.Background(), st, name, bytes.NewReader([]byte("x")), archive.Zstd); !archive.IsExist(err) {
 		t.Errorf("PutWAL of a name the flat archive holds: %v, want fs.ErrExist", err)
+	}
+}
+
+// slowStat answers Stat after a delay per path, and fails the paths in
+// fail: the answers of the names StatWAL asks for at once come back in
+// any order.
+type slowStat struct {
+	archive.Storage
+	delay map[string]time.Duration
+	fail  map[string]error
+	calls atomic.Int32
+}
+
+func (s *slowStat) Stat(ctx context.Context, name string) (archive.FileInfo, error) {
+	s.calls.Add(1)
+	time.Sleep(s.delay[name])
+	if err := s.fail[name]; err != nil {
+		return archive.FileInfo{}, err
+	}
+	return s.Storage.Stat(ctx, name)
+}
+
+// StatWAL asks for every name of a WAL file at once (one round trip, not
+// three), and answers as asking in turn would: the first name found in
+// readers' order wins, and an error on an earlier name is not hidden by a
+// later name found.
+func TestStatWALAnswersInOrder(t *testing.T) {
+	ctx := context.Background()
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "000000010000000000000004"
+	if err := archive.PutWAL(ctx, st, name, bytes.NewReader([]byte("zstd copy")), archive.Zstd); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Put(ctx, archive.WALPath(name, ""), bytes.NewReader([]byte("raw copy"))); err != nil {
+		t.Fatal(err)
+	}
+	zst, raw := archive.WALPath(name, ".zst"), archive.WALPath(name, "")
+
+	// The .zst answers last, yet is the copy readers take.
+	s := &slowStat{Storage: st, delay: map[string]time.Duration{zst: 100 * time.Millisecond}}
+	if _, suffix, err := archive.StatWAL(ctx, s, name); err != nil || suffix != ".zst" {
+		t.Errorf("both copies archived: suffix %q, %v; want .zst", suffix, err)
+	}
+	// A missing file: every name asked, together.
+	s = &slowStat{Storage: st, delay: map[string]time.Duration{}}
+	missing := "000000010000000000000009"
+	for _, p := range []string{archive.WALPath(missing, ".zst"), archive.WALPath(missing, ""), missing} {
+		s.delay[p] = 100 * time.Millisecond
+	}
+	start := time.Now()
+	if _, _, err := archive.StatWAL(ctx, s, missing); !archive.IsNotExist(err) {
+		t.Errorf("missing file: %v, want not found", err)
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Errorf("missing file: StatWAL took %v for three names of 100 ms each, want them asked at once", d)
+	}
+	if s.calls.Load() != 3 {
+		t.Errorf("missing file: %d names asked, want 3", s.calls.Load())
+	}
+	// The .zst cannot be read: that is the answer, not the raw copy.
+	down := errors.New("connection reset")
+	s = &slowStat{Storage: st, fail: map[string]error{zst: down}}
+	if _, _, err := archive.StatWAL(ctx, s, name); !errors.Is(err, down) {
+		t.Errorf(".zst unreadable, raw copy archived: %v, want the .zst's error", err)
+	}
+	// An error on a later name after an earlier one is found: found.
+	s = &slowStat{Storage: st, fail: map[string]error{raw: down}}
+	if _, suffix, err := archive.StatWAL(ctx, s, name); err != nil || suffix != ".zst" {
+		t.Errorf(".zst archived, raw copy unreadable: suffix %q, %v; want .zst", suffix, err)
 	}
 }

@@ -13,32 +13,34 @@ import (
 )
 
 // Every walship call is a process of its own, so each one's first request
-// over https pays a whole TLS handshake: on Debian, 8 ms of it is loading
-// the system's 290 root certificates to verify the server's chain, and the
-// handshake itself (the server's signature) some 3 ms more. A session kept
-// from an earlier call resumes instead (TLS 1.3 PSK with a fresh ECDHE
-// exchange): no certificate is sent or verified, no root is loaded.
+// over https pays a whole TLS handshake: about 3 ms for the handshake
+// itself (the server's certificate sent, its signature made and checked)
+// on top of loading the trusted roots (8 ms for Go's view of Debian's
+// store, nothing much for a CA bundle: see Config.CABundle). A session
+// kept from an earlier call resumes instead (TLS 1.3 PSK with a fresh
+// ECDHE exchange): no certificate is sent or verified, 1-2 ms saved. The
+// roots are still loaded: crypto/tls (Go 1.26) checks on resumption that
+// the session's chain ends in a root trusted now.
 //
 // The sessions are kept in files, one per server and trust setting, in a
 // directory of the user's own (mode 0700, files 0600, written whole and
 // renamed into place). What is kept is what crypto/tls keeps in memory:
 // the server's ticket, the resumption secret and the chain verified when
-// the session began. crypto/tls resumes only a session whose certificate
-// has not expired and names the server, for at most the ticket's lifetime
-// (7 days at most); a server that no longer knows the ticket makes a full
-// handshake, as does any failure to read the file. The trust setting
-// (SSL_CERT_FILE, SSL_CERT_DIR) is part of the file's name, so a session
-// verified against other roots is not resumed; a root removed from the
-// system's store still trusts its sessions until their tickets expire.
-// The file holds a secret that lets whoever reads it pass for the server
-// to this user's walship: it is as private as the user's AWS credentials,
-// and kept as privately.
+// the session began. crypto/tls resumes only a session whose certificates
+// have not expired, that names the server and whose root is still trusted,
+// for at most the ticket's lifetime (7 days at most); a server that no
+// longer knows the ticket makes a full handshake, as does any failure to
+// read the file. The trust setting (the CA bundle, else SSL_CERT_FILE and
+// SSL_CERT_DIR) is part of the file's name as well, so a session verified
+// under another setting is not even offered. The file holds a secret that
+// lets whoever reads it pass for the server to this user's walship: it is
+// as private as the user's AWS credentials, and kept as privately.
 
 // sessionCache is a tls.ClientSessionCache in files under dir, in front
 // of an in-memory one for the connections of this process.
 type sessionCache struct {
 	dir   string
-	trust string // SSL_CERT_FILE and SSL_CERT_DIR, which decide the roots
+	trust string // the CA bundle, or SSL_CERT_FILE and SSL_CERT_DIR: what decides the roots
 	mem   tls.ClientSessionCache
 
 	mu       sync.Mutex
