@@ -89,7 +89,15 @@ var encoderPool = sync.Pool{New: func() any {
 // returns r's read error, if any. Close stops the work early.
 func Compress(r io.Reader) io.ReadCloser {
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(compressFrames(pw, r)) }()
+	go func() { pw.CloseWithError(compressFrames(pw, r, false)) }()
+	return pr
+}
+
+// compressSummed is Compress with a sum frame at the end of the stream
+// (see WALChecksum): how WAL files are stored.
+func compressSummed(r io.Reader) io.ReadCloser {
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(compressFrames(pw, r, true)) }()
 	return pr
 }
 
@@ -100,8 +108,13 @@ func Compress(r io.Reader) io.ReadCloser {
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, frameSize+frameSize/64+64); return &b }}
 
 // compressFrames reads r in frameSize chunks, compresses up to GOMAXPROCS
-// chunks at a time and writes the frames to w in order.
-func compressFrames(w io.Writer, r io.Reader) error {
+// chunks at a time and writes the frames to w in order, then, if summed,
+// the sum frame of what r read.
+func compressFrames(w io.Writer, r io.Reader, summed bool) error {
+	var sum contentSum
+	if summed {
+		sum.h = xxhash.New()
+	}
 	workers := min(runtime.GOMAXPROCS(0), 4)
 	type job struct {
 		in, out *[]byte
@@ -117,6 +130,9 @@ func compressFrames(w io.Writer, r io.Reader) error {
 			n, err := io.ReadFull(r, *in)
 			if n > 0 {
 				*in = (*in)[:n]
+				if summed {
+					sum.add(*in)
+				}
 				j := &job{in: in, out: bufPool.Get().(*[]byte), done: make(chan struct{})}
 				go func() {
 					*j.out = compressFrame((*j.out)[:0], *j.in)
@@ -155,6 +171,9 @@ func compressFrames(w io.Writer, r io.Reader) error {
 		e := encoderPool.Get().(*zstd.Encoder)
 		_, werr = w.Write(e.EncodeAll(nil, nil))
 		encoderPool.Put(e)
+	}
+	if werr == nil && summed {
+		_, werr = w.Write(appendSumFrame(nil, Checksum{Sum: sum.h.Sum64(), Size: sum.n}))
 	}
 	return werr
 }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"sync"
 
+	"github.com/cespare/xxhash/v2"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -46,11 +47,49 @@ type FrameReader struct {
 	pos    int
 	err    error // sticky
 	closed bool
+	sums   contentSum
 }
 
-// NewFrameReader returns a FrameReader of the zstd stream r.
+// NewFrameReader returns a FrameReader of the zstd stream r. A stream that
+// ends with a sum frame (see WALChecksum) must hold what it says.
 func NewFrameReader(r io.Reader) *FrameReader {
-	return &FrameReader{br: bufio.NewReaderSize(r, 256<<10)}
+	return &FrameReader{br: bufio.NewReaderSize(r, 256<<10), sums: contentSum{h: xxhash.New()}}
+}
+
+// readFrame reads the next frame of the stream.
+func (f *FrameReader) readFrame() (*[]byte, *Checksum, error) {
+	return readFrame(f.br)
+}
+
+// atEnd returns io.EOF when the stream ends here, where a sum frame was,
+// and ErrCorrupt when anything follows it.
+func (f *FrameReader) atEnd() error {
+	switch _, err := f.br.Peek(1); {
+	case err == nil:
+		return corrupt("data after the sum frame")
+	case err != io.EOF:
+		return err
+	}
+	return io.EOF
+}
+
+// contentSum hashes a stream's decoded content, to check its sum frame.
+type contentSum struct {
+	h *xxhash.Digest
+	n int64
+}
+
+func (c *contentSum) add(b []byte) {
+	c.h.Write(b)
+	c.n += int64(len(b))
+}
+
+func (c *contentSum) check(want Checksum) error {
+	if got := (Checksum{Sum: c.h.Sum64(), Size: c.n}); got != want {
+		return corrupt("the content read (%d bytes, xxh64 %016x) is not what the file's sum frame says (%d bytes, xxh64 %016x): a frame is missing, repeated or out of place",
+			got.Size, got.Sum, want.Size, want.Sum)
+	}
+	return nil
 }
 
 // Read reads decoded bytes.
@@ -59,9 +98,16 @@ func (f *FrameReader) Read(p []byte) (int, error) {
 		if f.err != nil {
 			return 0, f.err
 		}
-		in, err := readFrame(f.br)
+		in, sum, err := f.readFrame()
 		if err != nil {
 			f.err = err
+			continue
+		}
+		if sum != nil {
+			f.err = f.sums.check(*sum)
+			if f.err == nil {
+				f.err = f.atEnd()
+			}
 			continue
 		}
 		out := bufPool.Get().(*[]byte)
@@ -73,6 +119,7 @@ func (f *FrameReader) Read(p []byte) (int, error) {
 			f.err = err
 			continue
 		}
+		f.sums.add(*out)
 		f.cur, f.pos = out, 0
 	}
 	n := copy(p, (*f.cur)[f.pos:])
@@ -110,9 +157,9 @@ func (f *FrameReader) WriteTo(w io.Writer) (int64, error) {
 				return
 			default:
 			}
-			in, err := readFrame(f.br)
-			j := &frameJob{in: in, err: err, done: make(chan struct{})}
-			if err != nil {
+			in, sum, err := f.readFrame()
+			j := &frameJob{in: in, sum: sum, err: err, done: make(chan struct{})}
+			if err != nil || sum != nil {
 				close(j.done)
 			} else {
 				j.out = bufPool.Get().(*[]byte)
@@ -131,6 +178,17 @@ func (f *FrameReader) WriteTo(w io.Writer) (int64, error) {
 			if err != nil {
 				return
 			}
+			if sum != nil {
+				// The sum frame ends the stream; the writer checks it
+				// and then finds out whether anything follows.
+				j := &frameJob{err: f.atEnd(), done: make(chan struct{})}
+				close(j.done)
+				select {
+				case jobs <- j:
+				case <-stop:
+				}
+				return
+			}
 		}
 	}()
 	var err error
@@ -138,7 +196,11 @@ func (f *FrameReader) WriteTo(w io.Writer) (int64, error) {
 		<-j.done
 		if err == nil {
 			err = j.err
-			if err == nil {
+			switch {
+			case err == nil && j.sum != nil:
+				err = f.sums.check(*j.sum)
+			case err == nil:
+				f.sums.add(*j.out)
 				var n int
 				n, err = w.Write(*j.out)
 				total += int64(n)
@@ -163,6 +225,7 @@ func (f *FrameReader) WriteTo(w io.Writer) (int64, error) {
 // frameJob is one frame decoded by WriteTo.
 type frameJob struct {
 	in, out *[]byte
+	sum     *Checksum // the sum frame's, for a job of the sum frame
 	err     error
 	done    chan struct{} // closed when out and err are set
 }
@@ -198,44 +261,56 @@ func (f *FrameReader) Close() error {
 }
 
 // readFrame reads the next frame, whole, into a pooled buffer, skipping
-// skippable frames. It finds the frame's end by its header and block headers
-// (RFC 8878), without decoding. At the end of the stream it returns io.EOF.
-func readFrame(br *bufio.Reader) (*[]byte, error) {
+// skippable frames other than a sum frame, whose checksum it returns
+// instead of a buffer. It finds the frame's end by its header and block
+// headers (RFC 8878), without decoding. At the end of the stream it
+// returns io.EOF.
+func readFrame(br *bufio.Reader) (*[]byte, *Checksum, error) {
 	for {
 		peek, err := br.Peek(zstd.HeaderMaxSize)
 		if len(peek) == 0 {
 			if err == io.EOF {
-				return nil, io.EOF
+				return nil, nil, io.EOF
 			}
-			return nil, err
+			return nil, nil, err
 		}
 		if err != nil && err != io.EOF {
-			return nil, err
+			return nil, nil, err
 		}
 		var h zstd.Header
 		if err := h.Decode(peek); err != nil {
-			return nil, corrupt("frame header: %w", err)
+			return nil, nil, corrupt("frame header: %w", err)
 		}
 		if h.Skippable {
 			if _, err := br.Discard(h.HeaderSize); err != nil {
-				return nil, truncated(err)
+				return nil, nil, truncated(err)
+			}
+			if h.SkippableID == sumMagic&0xf && h.SkippableSize == sumPayload {
+				p := make([]byte, sumPayload)
+				if _, err := io.ReadFull(br, p); err != nil {
+					return nil, nil, truncated(err)
+				}
+				if c, ok := parseSumPayload(p); ok {
+					return nil, &c, nil
+				}
+				continue
 			}
 			if _, err := io.CopyN(io.Discard, br, int64(h.SkippableSize)); err != nil {
-				return nil, truncated(err)
+				return nil, nil, truncated(err)
 			}
 			continue
 		}
 		if h.HasFCS && h.FrameContentSize > maxFrameContent {
-			return nil, corrupt("a frame of %d bytes", h.FrameContentSize)
+			return nil, nil, corrupt("a frame of %d bytes", h.FrameContentSize)
 		}
 		buf := bufPool.Get().(*[]byte)
 		b, err := readBlocks(br, (*buf)[:0], h)
 		*buf = b
 		if err != nil {
 			bufPool.Put(buf)
-			return nil, err
+			return nil, nil, err
 		}
-		return buf, nil
+		return buf, nil, nil
 	}
 }
 

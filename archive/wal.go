@@ -15,7 +15,7 @@ import (
 // ChecksumSuffix ends the name of the checksum file that walship stores
 // beside every raw (uncompressed) WAL file it archives:
 // wal/<name>.xxh64 holds "xxh64 <16 hex digits> <size>\n" of wal/<name>.
-// A zstd file carries its own content checksums; a raw one would otherwise
+// A zstd file carries its own content checksums (see WALChecksum); a raw one would otherwise
 // carry none, and a bit flipped in a raw segment is, to PostgreSQL, the end
 // of WAL, which promotes a waiting standby. The checksum file is written
 // after the file it describes, so a raw file without one is either a file
@@ -71,7 +71,7 @@ func PutNewWAL(ctx context.Context, st Storage, name string, r io.Reader, c Comp
 		}
 		return WriteChecksum(ctx, st, name, Checksum{Sum: hr.h.Sum64(), Size: hr.n})
 	}
-	zr := Compress(r)
+	zr := compressSummed(r)
 	defer zr.Close()
 	return put(ctx, WALPath(name, c.Suffix()), zr)
 }

@@ -389,6 +389,9 @@ func (p *Pusher) compareArchived(ctx context.Context, f *os.File, n wal.Name, si
 	if handled, err := p.compareDigest(ctx, f, n, size); handled {
 		return err
 	}
+	if handled, err := p.compareChecksum(ctx, f, n, size); handled {
+		return err
+	}
 	rc, _, err := archive.OpenWAL(ctx, p.Storage, name)
 	if err != nil {
 		return fmt.Errorf("push %s: compare with archived copy: %w", name, err)
@@ -425,6 +428,33 @@ func (p *Pusher) compareArchived(ctx context.Context, f *os.File, n wal.Name, si
 	}
 	p.logger().Info("already archived with identical content", "file", name, "archive", p.Storage.String())
 	return nil
+}
+
+// compareChecksum compares f with the checksum the archive records of n
+// (archive.WALChecksum), which spares reading and decompressing the
+// archived copy; that copy's own integrity is checked by every read of it
+// (fetch, wait, verify). It returns handled false when the archived copy
+// records no checksum, or when what records it is damaged: the caller then
+// compares the content, and reports the damage.
+func (p *Pusher) compareChecksum(ctx context.Context, f *os.File, n wal.Name, size int64) (handled bool, err error) {
+	name := n.String()
+	want, err := archive.WALChecksum(ctx, p.Storage, name)
+	if errors.Is(err, archive.ErrNoChecksum) || errors.Is(err, archive.ErrCorrupt) {
+		return false, nil
+	}
+	if err != nil {
+		return true, fmt.Errorf("push %s: compare with archived copy: %w", name, err)
+	}
+	got, err := archive.ChecksumOf(io.NewSectionReader(f, 0, size))
+	if err != nil {
+		return true, fmt.Errorf("push %s: %w", name, err)
+	}
+	if got != want {
+		return true, fmt.Errorf("push %s: %w (the archived copy has %d bytes with xxh64 %016x, this file %d bytes with xxh64 %016x); the archived file was left untouched: check that this archive (%s) is used by one cluster only",
+			name, ErrConflict, want.Size, want.Sum, got.Size, got.Sum, p.Storage)
+	}
+	p.logger().Info("already archived with identical content", "file", name, "archive", p.Storage.String(), "compared", "checksum")
+	return true, nil
 }
 
 // sameContent reports whether a and b read the same bytes.

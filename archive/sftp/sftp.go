@@ -477,6 +477,20 @@ func (r *reader) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// ReadAt reads len(p) bytes at off, in one request where they fit (a
+// re-push reads the end of a zstd file this way: archive.WALChecksum).
+func (r *reader) ReadAt(p []byte, off int64) (int, error) {
+	var n int
+	err := r.s.call(context.Background(), r.c, "read", r.p, func() (err error) {
+		n, err = r.f.ReadAt(p, off)
+		if err == io.EOF && n == len(p) {
+			return nil
+		}
+		return err
+	})
+	return n, err
+}
+
 func (r *reader) Close() error {
 	if r.c.dead() {
 		return nil // nothing to release on the server any more
