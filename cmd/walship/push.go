@@ -23,6 +23,7 @@ type pushOptions struct {
 	PGData   string // the data directory of the server that archives; "" finds it
 	Path     string // %p: the file to ship, relative to the data directory
 	Name     string // %f: its WAL file name
+	Ahead    shipper.LookAhead
 }
 
 func pushCommand(g *globals) *cli.Command {
@@ -49,6 +50,13 @@ Pushing a file that is archived already with the same content succeeds (the
 server re-archives after a crash); different content under an existing name
 fails and leaves the archived file untouched.
 
+After an outage of the archive, PostgreSQL's backlog of segments would
+drain one push per call, one after the other. So a push also ships the next
+segments marked ready in pg_wal/archive_status (--look-ahead of them,
+--jobs files at a time) and exits once every one is done; PostgreSQL's calls
+for those then find them archived and answer at once, after comparing
+checksums. With no backlog it ships its own file only.
+
 ` + exitHelp(roleArchive),
 		Flags: append([]cli.Flag{
 			archiveFlag(),
@@ -57,6 +65,10 @@ fails and leaves the archived file untouched.
 			&cli.StringFlag{Name: "pgdata",
 				Usage: "the data directory of the server that archives, whose global/pg_control names its cluster " +
 					"(default: the current directory, where PostgreSQL runs archive_command, else the one %p is in)"},
+			&cli.IntFlag{Name: "look-ahead", Value: defaultLookAhead, EnvVars: []string{"WALSHIP_LOOK_AHEAD"},
+				Usage: "also ship up to `N` more segments marked ready in pg_wal/archive_status, so a backlog drains in parallel (0: only %p)"},
+			&cli.IntFlag{Name: "jobs", Value: defaultPushJobs, EnvVars: []string{"WALSHIP_PUSH_JOBS"},
+				Usage: "push up to `N` files at once when looking ahead"},
 		}, sshFlags()...),
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 2 {
@@ -69,6 +81,7 @@ fails and leaves the archived file untouched.
 				PGData:   c.String("pgdata"),
 				Path:     c.Args().Get(0),
 				Name:     c.Args().Get(1),
+				Ahead:    shipper.LookAhead{Max: c.Int("look-ahead"), Jobs: c.Int("jobs")},
 			})
 		},
 	}
@@ -80,6 +93,9 @@ func runPush(ctx context.Context, logger *slog.Logger, opts pushOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
+	if opts.Ahead.Max < 0 || opts.Ahead.Jobs < 1 {
+		return usagef("--look-ahead must be 0 or more and --jobs 1 or more; got %d and %d", opts.Ahead.Max, opts.Ahead.Jobs)
+	}
 	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
@@ -90,12 +106,18 @@ func runPush(ctx context.Context, logger *slog.Logger, opts pushOptions) error {
 		return err
 	}
 	p := &shipper.Pusher{Storage: st, Compression: comp, Logger: logger, SystemID: sysid}
-	err = p.Push(ctx, opts.Path, opts.Name)
+	err = p.PushAhead(ctx, opts.Path, opts.Name, opts.Ahead)
 	if err != nil && errors.Is(err, shipper.ErrConflict) {
 		logger.Error("archive conflict", "file", opts.Name, "err", err)
 	}
 	return err
 }
+
+// The look-ahead defaults (BENCHMARKS.md, "Catch-up after an outage").
+const (
+	defaultLookAhead = 8
+	defaultPushJobs  = 2
+)
 
 // pushingServer returns the system identifier of the server that archives
 // path: from pgdata's global/pg_control when given, else from the current

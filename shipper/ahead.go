@@ -1,0 +1,119 @@
+package shipper
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/walship/walship/wal"
+)
+
+// PostgreSQL's archiver calls archive_command for one file at a time, and
+// waits for it: after an outage of the archive, the backlog drains at one
+// push per call, one after the other, however many cores and however much
+// bandwidth there are. A look-ahead push also ships, concurrently with the
+// file it was called for, the next segments PostgreSQL has marked ready
+// for archiving (pg_wal/archive_status/<name>.ready), and returns once all
+// of them are done. When PostgreSQL then calls for one of those, the push
+// finds it archived already and answers at once, by comparing checksums
+// (compareChecksum): nothing is taken on trust from an earlier call, so a
+// file shipped ahead counts as archived only when the archive holds the same
+// content, as for any re-push.
+
+// LookAhead says how a push ships the segments ready after its own.
+type LookAhead struct {
+	// Max is how many ready segments a push ships besides its own; 0
+	// turns look-ahead off.
+	Max int
+	// Jobs is how many files are pushed at once (at least 1).
+	Jobs int
+}
+
+// ReadySegments returns the names of the whole segments in the
+// archive_status directory beside the WAL file path (pg_wal/X:
+// pg_wal/archive_status) that PostgreSQL has marked ready for archiving,
+// other than skip, oldest first, at most max. A directory that cannot be
+// read has none: look-ahead is an optimisation, never a reason to fail.
+func ReadySegments(path, skip string, max int) []string {
+	if max <= 0 {
+		return nil
+	}
+	entries, err := os.ReadDir(filepath.Join(filepath.Dir(path), "archive_status"))
+	if err != nil {
+		return nil
+	}
+	var names []string
+	for _, e := range entries {
+		name, ok := strings.CutSuffix(e.Name(), ".ready")
+		if !ok || name == skip {
+			continue
+		}
+		if n, err := wal.ParseName(name); err != nil || n.Kind != wal.Segment {
+			continue // .history, .backup and .partial files go in their own calls
+		}
+		names = append(names, name)
+	}
+	slices.Sort(names) // timeline, then segment: the order PostgreSQL archives them in
+	if len(names) > max {
+		names = names[:max]
+	}
+	return names
+}
+
+// PushAhead pushes the file at path as Push does, and with it, la.Jobs at
+// a time, the segments ReadySegments finds ready after it, and returns
+// once they are all done, with the result of the push of name alone: a
+// segment shipped ahead that fails is logged and left for its own call,
+// which will report it. When the push of name fails, the others are
+// stopped: the archive is likely unwritable, and PostgreSQL will call
+// again.
+func (p *Pusher) PushAhead(ctx context.Context, path, name string, la LookAhead) error {
+	n, err := wal.ParseName(name)
+	if err != nil || n.Kind != wal.Segment || la.Max <= 0 {
+		return p.Push(ctx, path, name)
+	}
+	ahead := ReadySegments(path, name, la.Max)
+	if len(ahead) == 0 {
+		return p.Push(ctx, path, name)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	slots := make(chan struct{}, max(la.Jobs, 1))
+	var wg sync.WaitGroup
+	var own error
+	slots <- struct{}{} // the file PostgreSQL asked for goes first
+	wg.Go(func() {
+		defer func() { <-slots }()
+		if own = p.Push(ctx, path, name); own != nil {
+			cancel()
+		}
+	})
+	dir := filepath.Dir(path)
+	for _, a := range ahead {
+		wg.Go(func() {
+			select {
+			case slots <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+			defer func() { <-slots }()
+			if ctx.Err() != nil {
+				return
+			}
+			err := p.Push(ctx, filepath.Join(dir, a), a)
+			switch {
+			case err == nil:
+				p.logger().Debug("shipped ahead", "file", a, "for", name)
+			case errors.Is(err, context.Canceled):
+			default:
+				p.logger().Warn("cannot ship a ready segment ahead; its own push will try again", "file", a, "err", err)
+			}
+		})
+	}
+	wg.Wait()
+	return own
+}

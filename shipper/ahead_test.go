@@ -1,0 +1,135 @@
+package shipper
+
+import (
+	"context"
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/walship/walship/archive"
+)
+
+// pgWAL lays out a pg_wal directory with segments 1..n of timeline 1,
+// each marked ready, and returns it.
+func pgWAL(t *testing.T, n uint64) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "pg_wal")
+	if err := os.MkdirAll(filepath.Join(dir, "archive_status"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for seg := uint64(1); seg <= n; seg++ {
+		name := segName(1, seg)
+		if err := os.WriteFile(filepath.Join(dir, name), fakeSegment(t, testSysID, 1, seg, seg), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		ready(t, dir, name)
+	}
+	return dir
+}
+
+func ready(t *testing.T, dir, name string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, "archive_status", name+".ready"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// concurrentPuts records how many Puts run at once, at most.
+type concurrentPuts struct {
+	archive.Storage
+	mu        sync.Mutex
+	now, most int
+}
+
+func (c *concurrentPuts) Put(ctx context.Context, name string, r io.Reader) error {
+	c.mu.Lock()
+	c.now++
+	c.most = max(c.most, c.now)
+	c.mu.Unlock()
+	time.Sleep(20 * time.Millisecond) // a slow archive: overlap shows
+	defer func() { c.mu.Lock(); c.now--; c.mu.Unlock() }()
+	return c.Storage.Put(ctx, name, r)
+}
+
+func TestReadySegments(t *testing.T) {
+	dir := pgWAL(t, 5)
+	ready(t, dir, "00000002.history")
+	ready(t, dir, segName(1, 3)+".partial")
+	ready(t, dir, "junk")
+	got := ReadySegments(filepath.Join(dir, segName(1, 2)), segName(1, 2), 3)
+	want := []string{segName(1, 1), segName(1, 3), segName(1, 4)}
+	if !slices.Equal(got, want) {
+		t.Errorf("got %v, want %v: whole segments only, oldest first, not the pushed one, at most 3", got, want)
+	}
+	if got := ReadySegments(filepath.Join(t.TempDir(), "x"), "x", 3); got != nil {
+		t.Errorf("without archive_status: %v, want none", got)
+	}
+}
+
+// A push ships the next ready segments with its own, concurrently; the
+// later calls for them find them archived and succeed without storing
+// anything.
+func TestPushAheadShipsReadySegments(t *testing.T) {
+	f := newFixture(t)
+	dir := pgWAL(t, 6)
+	cp := &concurrentPuts{Storage: f.st}
+	p := &Pusher{Storage: cp, Compression: archive.Zstd, SystemID: testSysID}
+	ctx := context.Background()
+	first := segName(1, 1)
+	if err := p.PushAhead(ctx, filepath.Join(dir, first), first, LookAhead{Max: 3, Jobs: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for seg := uint64(1); seg <= 4; seg++ {
+		want = append(want, segName(1, seg)+".zst")
+	}
+	if got := f.walFiles(); !slices.Equal(got, want) {
+		t.Fatalf("wal/ holds %v, want %v", got, want)
+	}
+	if cp.most != 2 {
+		t.Errorf("at most %d puts at once, want --jobs 2", cp.most)
+	}
+	// PostgreSQL's call for a segment shipped ahead: identical, at once.
+	os.Remove(filepath.Join(dir, "archive_status", first+".ready"))
+	second := segName(1, 2)
+	counted := &walReads{Storage: f.st, n: map[string]int64{}}
+	p2 := &Pusher{Storage: counted, Compression: archive.Zstd, SystemID: testSysID}
+	if err := p2.Push(ctx, filepath.Join(dir, second), second); err != nil {
+		t.Fatalf("push of a segment shipped ahead: %v", err)
+	}
+	if got := counted.total(); got > 64 {
+		t.Errorf("push of a segment shipped ahead read %d bytes of wal/, want only its checksum", got)
+	}
+	if got := f.archived(second); !slices.Equal(got, fakeSegment(t, testSysID, 1, 2, 2)) {
+		t.Error("the segment shipped ahead is not the one in pg_wal")
+	}
+}
+
+// The push's own result is PostgreSQL's answer: a segment ahead that
+// cannot be shipped does not fail it, and its own failure is reported
+// whatever the others did.
+func TestPushAheadOwnResult(t *testing.T) {
+	f := newFixture(t)
+	dir := pgWAL(t, 3)
+	// Segment 2 is truncated: not WAL to ship.
+	if err := os.Truncate(filepath.Join(dir, segName(1, 2)), 1000); err != nil {
+		t.Fatal(err)
+	}
+	p := &Pusher{Storage: f.st, Compression: archive.Zstd, SystemID: testSysID}
+	ctx := context.Background()
+	if err := p.PushAhead(ctx, filepath.Join(dir, segName(1, 1)), segName(1, 1), LookAhead{Max: 8, Jobs: 2}); err != nil {
+		t.Fatalf("own segment: %v, want success despite a bad segment ahead", err)
+	}
+	if got := f.walFiles(); !slices.Equal(got, []string{segName(1, 1) + ".zst", segName(1, 3) + ".zst"}) {
+		t.Errorf("wal/ holds %v", got)
+	}
+	err := p.PushAhead(ctx, filepath.Join(dir, segName(1, 2)), segName(1, 2), LookAhead{Max: 8, Jobs: 2})
+	if !errors.Is(err, ErrBadFile) {
+		t.Errorf("own segment truncated: %v, want ErrBadFile", err)
+	}
+}
