@@ -1,66 +1,90 @@
 #!/usr/bin/env bash
 # WAL replay through restore_command, side by side: the same base backup is
 # restored again and again and recovers the same archived WAL to its end,
-# with, in turn:
-#   walship fetch                 one segment per call
-#   walship fetch --prefetch 8    a background fetch downloads ahead
-#   pgbackrest archive-get        one segment per call
-#   pgbackrest archive-get async  archive-async=y, process-max=2: its prefetch
-# and, as the floor, the same WAL already in pg_wal with no restore_command.
+# with, in turn (MODES, space-separated, picks and orders them):
+#   cp          cp from a directory of plain segments (the usual restore_command)
+#   fetch       walship fetch with its defaults, zstd archive
+#   fetch-raw   walship fetch with its defaults, archive pushed --compress none
+#   fetch0      walship fetch --prefetch 0 (one segment per call), zstd archive
+#   prefetchN   walship fetch --prefetch N, zstd archive (N = 1, 2, 4, 8, …)
+#   base-prefetchN  walship fetch --prefetch N as built from $BASE, whose
+#               prefetcher left its spool files dirty for the server to fsync
+#   pgbackrest, pgbackrest-async   archive-get, one call per segment / archive-async
+#               with process-max 2 (only when pgbackrest is installed)
+#   floor       the same WAL put into pg_wal beforehand, no restore_command
 # Each run is timed from pg_ctl start to the end of recovery (the server
 # accepting connections after it promoted), and the WAL replayed is divided
-# by that time. Every tool reads the same segments: the
-# primary archives each with walship push and pgbackrest archive-push.
+# by that time. Free memory is filled with page cache before every run
+# (BENCHMARKING.md). Every mode reads the same segments: the primary archives
+# each into every archive.
 #
-# Needs root (runuser), PostgreSQL 15 in $PGBIN, Go and pgbackrest
-# (apt-get install -y pgbackrest).
+# Needs root (runuser), PostgreSQL 15 in $PGBIN and Go.
 #
 # Environment:
 #   WORK=/var/tmp/walship-bench-fetch   work dir (primary, archives and backup are kept)
-#   SEGMENTS=150    WAL to replay, in 16 MiB segments
+#   SEGMENTS=64     WAL to replay, in 16 MiB segments (64: 1 GiB)
+#   KIND=pgbench    pgbench: TPC-B-like load (blank filler, compresses to ~10 %);
+#                   random: rows of random bytes (gen_random_bytes), incompressible
 #   ROUNDS=3        rounds; each times every mode once, in turn
+#   MODES="cp fetch fetch-raw prefetch8 floor"
 #   PGBIN=/usr/lib/postgresql/15/bin   PGPORT=55451
 #   REGEN=1         build the primary, the backup and the WAL again
-#   FLOOR=0         skip the floor run
+#   BASE=e17b9f9    the commit base-prefetchN modes build
+#   SRC=$REPO       the source tree walship is built from
+#   STRACE=1        one extra cp run with the startup process under strace -T
+#                   (per-syscall times in $WORK/strace.txt)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-/var/tmp/walship-bench-fetch}
-SEGMENTS=${SEGMENTS:-150}
+SEGMENTS=${SEGMENTS:-64}
+KIND=${KIND:-pgbench}
 ROUNDS=${ROUNDS:-3}
+MODES=${MODES:-cp fetch fetch-raw prefetch8 floor}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PGPORT=${PGPORT:-55451}
-PRIMARY=$WORK/primary
+W=$WORK/$KIND
+PRIMARY=$W/primary
 R=$WORK/replay
 SOCK=$WORK/run
-ARCH=$WORK/archive
+ARCH=$W/archive
+RAWARCH=$W/archive-raw
 BIN=$WORK/bin/walship
-CONF=$WORK/backrest.conf
-OUT=$WORK/results.txt
+CONF=$W/backrest.conf
+OUT=$W/results.txt
 
 log() { printf '== %s  %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { printf 'bench: %s\n' "$*" >&2; exit 1; }
 [[ $(id -u) == 0 ]] || die "run as root"
 [[ -x $PGBIN/initdb ]] || die "no PostgreSQL in $PGBIN"
-command -v pgbackrest >/dev/null || die "pgbackrest is not installed: apt-get install -y pgbackrest"
+backrest=0
+command -v pgbackrest >/dev/null && backrest=1
 
 as_pg() { runuser -u postgres -- "$@"; }
 psql_() { as_pg "$PGBIN/psql" -X -q -At -h "$SOCK" -p "$PGPORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
 stop() { as_pg "$PGBIN/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1 || true; }
 trap 'stop "$PRIMARY"; stop "$R"' EXIT
 
-mkdir -p "$WORK/bin"
-(cd "$REPO" && go build -tags urfave_cli_no_docs -o "$BIN" ./cmd/walship)
-chmod 755 "$WORK" "$WORK/bin"
+mkdir -p "$WORK/bin" "$W"
+(cd "${SRC:-$REPO}" && go build -tags urfave_cli_no_docs -o "$BIN" ./cmd/walship)
+chmod 755 "$WORK" "$WORK/bin" "$W"
+install -d -o postgres -g postgres -m 700 "$SOCK"
+BASE=${BASE:-e17b9f9}
+BASEBIN=$WORK/bin/walship-$BASE
+if [[ " $MODES " == *" base-"* && ! -x $BASEBIN ]]; then
+	rm -rf "$WORK/base-src" && mkdir -p "$WORK/base-src"
+	git -C "$REPO" archive "$BASE" | tar -x -C "$WORK/base-src"
+	(cd "$WORK/base-src" && go build -tags urfave_cli_no_docs -o "$BASEBIN" ./cmd/walship)
+fi
 cat >"$CONF" <<EOF
 [global]
-repo1-path=$WORK/pgbackrest
+repo1-path=$W/pgbackrest
 compress-type=zst
 compress-level=1
 log-level-console=warn
-log-path=$WORK/pgbackrest-log
-lock-path=$WORK/pgbackrest-lock
-spool-path=$WORK/pgbackrest-spool
+log-path=$W/pgbackrest-log
+lock-path=$W/pgbackrest-lock
+spool-path=$W/pgbackrest-spool
 
 [bench]
 pg1-path=$PRIMARY
@@ -69,57 +93,83 @@ pg1-port=$PGPORT
 EOF
 chown postgres: "$CONF"
 
-if [[ ${REGEN:-0} == 1 || ! -f $WORK/backup-id ]]; then
+load() {
+	case $KIND in
+	pgbench) as_pg "$PGBIN/pgbench" -n -c 4 -T 5 -h "$SOCK" -p "$PGPORT" postgres >/dev/null 2>&1 ;;
+	random) psql_ -c "INSERT INTO r SELECT g, gen_random_bytes(1000) FROM generate_series(1, 100000) g" ;;
+	*) die "KIND=$KIND: pgbench or random" ;;
+	esac
+}
+
+if [[ ${REGEN:-0} == 1 || ! -f $W/backup-id ]]; then
 	stop "$PRIMARY"
-	rm -rf "$PRIMARY" "$ARCH" "$WORK"/pgbackrest* "$WORK/backup-id"
-	install -d -o postgres -g postgres -m 700 "$PRIMARY" "$ARCH" "$SOCK" "$WORK/pgbackrest" \
-		"$WORK/pgbackrest-log" "$WORK/pgbackrest-lock" "$WORK/pgbackrest-spool"
+	rm -rf "$PRIMARY" "$ARCH" "$RAWARCH" "$W"/pgbackrest* "$W/backup-id"
+	install -d -o postgres -g postgres -m 700 "$PRIMARY" "$ARCH" "$RAWARCH" "$W/pgbackrest" \
+		"$W/pgbackrest-log" "$W/pgbackrest-lock" "$W/pgbackrest-spool"
 	as_pg "$PGBIN/initdb" -D "$PRIMARY" -U postgres -A trust --no-sync >/dev/null
 	echo "host replication all 127.0.0.1/32 trust" >>"$PRIMARY/pg_hba.conf"
+	ac="$BIN push --archive $ARCH %p %f && $BIN push --archive $RAWARCH --compress none %p %f"
+	[[ $backrest == 0 ]] || ac="$ac && pgbackrest --config=$CONF --stanza=bench archive-push %p"
 	cat >>"$PRIMARY/postgresql.conf" <<EOF
 listen_addresses = '127.0.0.1'
 port = $PGPORT
 unix_socket_directories = '$SOCK'
 wal_level = replica
 archive_mode = on
-archive_command = '$BIN push --archive $ARCH %p %f && pgbackrest --config=$CONF --stanza=bench archive-push %p'
+archive_command = '$ac'
 shared_buffers = 256MB
 max_wal_size = 4GB
 EOF
-	touch "$WORK/primary.log" && chown postgres: "$WORK/primary.log"
-	as_pg "$PGBIN/pg_ctl" -D "$PRIMARY" -l "$WORK/primary.log" -w start >/dev/null
-	as_pg pgbackrest --config="$CONF" --stanza=bench stanza-create
-	log "pgbench -i -s 20"
-	as_pg "$PGBIN/pgbench" -i -q -s 20 -h "$SOCK" -p "$PGPORT" postgres >/dev/null 2>&1
+	touch "$W/primary.log" && chown postgres: "$W/primary.log"
+	as_pg "$PGBIN/pg_ctl" -D "$PRIMARY" -l "$W/primary.log" -w start >/dev/null
+	[[ $backrest == 0 ]] || as_pg pgbackrest --config="$CONF" --stanza=bench stanza-create
+	case $KIND in
+	pgbench)
+		log "pgbench -i -s 20"
+		as_pg "$PGBIN/pgbench" -i -q -s 20 -h "$SOCK" -p "$PGPORT" postgres >/dev/null 2>&1 ;;
+	random)
+		psql_ -c "CREATE EXTENSION pgcrypto" -c "CREATE TABLE r (id int, b bytea)"
+		psql_ -c "ALTER TABLE r ALTER b SET STORAGE EXTERNAL" ;;
+	esac
 	as_pg "$BIN" backup --archive "$ARCH" --dsn "host=$SOCK port=$PGPORT user=postgres dbname=postgres" \
-		--fast-checkpoint --json >"$WORK/backup.json"
-	python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <"$WORK/backup.json" >"$WORK/backup-id.tmp"
+		--fast-checkpoint --json >"$W/backup.json"
+	python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])' <"$W/backup.json" >"$W/backup-id.tmp"
 	start=$(psql_ -c "SELECT pg_current_wal_lsn()")
-	log "pgbench load until $SEGMENTS segments of WAL are written"
+	log "$KIND load until $SEGMENTS segments of WAL are written"
 	while [[ $(psql_ -c "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '$start') < $SEGMENTS::numeric * 16777216") == t ]]; do
-		as_pg "$PGBIN/pgbench" -n -c 4 -T 5 -h "$SOCK" -p "$PGPORT" postgres >/dev/null 2>&1
+		load
 	done
 	psql_ -c "SELECT pg_switch_wal()" >/dev/null
 	until [[ $(psql_ -c "SELECT count(*) FROM pg_ls_archive_statusdir() WHERE name LIKE '%.ready'") == 0 ]]; do
 		sleep 0.5
 	done
-	psql_ -c "SELECT pg_current_wal_lsn()" >"$WORK/end-lsn"
+	psql_ -c "SELECT pg_current_wal_lsn()" >"$W/end-lsn"
 	stop "$PRIMARY"
-	mv "$WORK/backup-id.tmp" "$WORK/backup-id"
+	mv "$W/backup-id.tmp" "$W/backup-id"
 fi
-id=$(cat "$WORK/backup-id")
-startlsn=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["start_lsn"])' <"$WORK/backup.json")
-startwal=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["start_wal"])' <"$WORK/backup.json")
-endlsn=$(cat "$WORK/end-lsn")
+id=$(cat "$W/backup-id")
+startlsn=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["start_lsn"])' <"$W/backup.json")
+startwal=$(python3 -c 'import json,sys; print(json.load(sys.stdin)["start_wal"])' <"$W/backup.json")
+endlsn=$(cat "$W/end-lsn")
 mib=$(python3 -c "
 def lsn(s):
     hi, lo = s.split('/'); return (int(hi, 16) << 32) | int(lo, 16)
 print((lsn('$endlsn') - lsn('$startlsn')) // (1 << 20))")
 
+# warm: fill free RAM with page cache (BENCHMARKING.md), leaving 2 GiB, then
+# read the archives so that every mode starts from cached sources.
+warm() {
+	local free_mb
+	[[ -f $WORK/fill ]] || truncate -s 256G "$WORK/fill"
+	free_mb=$(awk '/MemFree/ {print int($2 / 1024)}' /proc/meminfo)
+	((free_mb > 3072)) && dd if="$WORK/fill" of=/dev/null bs=4M count=$(((free_mb - 2048) / 4)) status=none
+	cat "$ARCH"/wal/* "$RAWARCH"/wal/* >/dev/null
+}
+
 # fresh: restore the backup afresh into $R, with archiving off.
 fresh() {
 	stop "$R"
-	rm -rf "$R" "$WORK/pgbackrest-spool"/*
+	rm -rf "$R" "$W/pgbackrest-spool"/*
 	install -d -o postgres -g postgres -m 700 "$R"
 	as_pg "$BIN" restore --archive "$ARCH" --pgdata "$R" --backup "$id" >/dev/null 2>&1
 	echo "archive_mode = off" >>"$R/postgresql.auto.conf"
@@ -130,12 +180,13 @@ fresh() {
 # earlier), stop it, and print the time and MiB/s.
 timed() {
 	local name=$1 start end
-	: >"$WORK/replay.log" && chown postgres: "$WORK/replay.log"
+	: >"$W/replay.log" && chown postgres: "$W/replay.log"
 	sync
+	warm
 	start=$(date +%s.%N)
-	as_pg "$PGBIN/pg_ctl" -D "$R" -l "$WORK/replay.log" -W start >/dev/null
-	until grep -q "database system is ready to accept connections" "$WORK/replay.log"; do
-		grep -q "FATAL\|PANIC" "$WORK/replay.log" && die "$name: recovery failed; see $WORK/replay.log"
+	as_pg "$PGBIN/pg_ctl" -D "$R" -l "$W/replay.log" -W start >/dev/null
+	until grep -q "database system is ready to accept connections" "$W/replay.log"; do
+		grep -q "FATAL\|PANIC" "$W/replay.log" && die "$name: recovery failed; see $W/replay.log"
 		sleep 0.02
 	done
 	end=$(date +%s.%N)
@@ -150,7 +201,7 @@ replay() {
 	fresh
 	echo "restore_command = '$2'" >>"$R/postgresql.auto.conf"
 	timed "$1"
-	grep -q "archive recovery complete" "$WORK/replay.log" || die "$1: recovery did not complete; see $WORK/replay.log"
+	grep -q "archive recovery complete" "$W/replay.log" || die "$1: recovery did not complete; see $W/replay.log"
 }
 
 # floor: the same WAL replayed from pg_wal, where it is put (decompressed)
@@ -160,26 +211,65 @@ floor() {
 	local f
 	fresh
 	rm -f "$R/recovery.signal"
-	for f in $(ls "$ARCH/wal" | sed -n 's/^\([0-9A-F]\{24\}\)\(\.zst\)\{0,1\}$/\1/p'); do
+	for f in $(ls "$RAWARCH/wal" | grep -x '[0-9A-F]\{24\}'); do
 		[[ $f < $startwal ]] && continue
-		as_pg "$BIN" fetch --archive "$ARCH" --pgdata "$R" "$f" "$R/pg_wal/$f" 2>/dev/null
+		as_pg cp "$RAWARCH/wal/$f" "$R/pg_wal/$f"
 	done
 	timed "floor: WAL in pg_wal already"
 }
 
 get="pgbackrest --config=$CONF --stanza=bench --pg1-path=$R"
+fetch="$BIN fetch --archive $ARCH"
+run_mode() {
+	case $1 in
+	cp) replay "cp" "cp $RAWARCH/wal/%f %p" ;;
+	fetch) replay "walship fetch" "$fetch %f %p" ;;
+	fetch-raw) replay "walship fetch, raw archive" "$BIN fetch --archive $RAWARCH %f %p" ;;
+	fetch0) replay "walship fetch --prefetch 0" "$fetch --prefetch 0 %f %p" ;;
+	prefetch*) replay "walship fetch --prefetch ${1#prefetch}" "$fetch --prefetch ${1#prefetch} %f %p" ;;
+	base-prefetch*) replay "walship $BASE fetch --prefetch ${1#base-prefetch}" \
+		"$BASEBIN fetch --archive $ARCH --prefetch ${1#base-prefetch} %f %p" ;;
+	pgbackrest) [[ $backrest == 0 ]] || replay "pgbackrest archive-get" "$get archive-get %f \"%p\"" ;;
+	pgbackrest-async) [[ $backrest == 0 ]] ||
+		replay "pgbackrest archive-get async" "$get --archive-async --process-max=2 archive-get %f \"%p\"" ;;
+	floor) floor ;;
+	*) die "unknown mode $1" ;;
+	esac
+}
+
 : >"$OUT"
-echo "replay of $mib MiB of pgbench WAL ($startlsn to $endlsn), $(nproc) CPUs, $(date -u)" | tee -a "$OUT"
+echo "replay of $mib MiB of $KIND WAL ($startlsn to $endlsn), $(nproc) CPUs, walship $(git -C "$REPO" rev-parse --short HEAD), $(date -u)" | tee -a "$OUT"
+if [[ ${STRACE:-0} == 1 ]]; then
+	# The startup process is the one that runs restore_command.
+	fresh
+	echo "restore_command = 'cp $RAWARCH/wal/%f %p'" >>"$R/postgresql.auto.conf"
+	(
+		until pid=$(pgrep -f "postgres: startup" | head -1) && [[ -n $pid ]]; do sleep 0.005; done
+		strace -f -T -tt -e trace=fsync,fdatasync,rename,unlink,openat,wait4,clone,clone3,vfork,sync_file_range,fadvise64,pread64 \
+			-o "$WORK/strace.txt" -p "$pid"
+	) &
+	timed "cp, startup process under strace"
+	wait || true
+fi
+read -r -a modes <<<"$MODES"
 for round in $(seq "$ROUNDS"); do
 	echo "-- round $round" | tee -a "$OUT"
-	replay "walship fetch" "$BIN fetch --archive $ARCH %f %p"
-	replay "walship fetch --prefetch 8" "$BIN fetch --archive $ARCH --prefetch 8 %f %p"
-	replay "pgbackrest archive-get" "$get archive-get %f \"%p\""
-	replay "pgbackrest archive-get async" "$get --archive-async --process-max=2 archive-get %f \"%p\""
-	[[ ${FLOOR:-1} == 0 ]] || floor
+	# Rotate the order from round to round, so drift hits every mode alike.
+	for ((i = 0; i < ${#modes[@]}; i++)); do
+		run_mode "${modes[(i + round - 1) % ${#modes[@]}]}"
+	done
 done
 python3 "$REPO/bench/summary.py" "$OUT" \
-	"walship fetch" "pgbackrest archive-get" \
-	"walship fetch --prefetch 8" "pgbackrest archive-get async" \
-	"walship fetch --prefetch 8" "walship fetch" | tee -a "$OUT"
+	"walship fetch" "cp" \
+	"walship fetch, raw archive" "cp" \
+	"walship fetch --prefetch 0" "cp" \
+	"walship $BASE fetch --prefetch 8" "cp" \
+	"walship fetch --prefetch 8" "walship $BASE fetch --prefetch 8" \
+	"walship fetch --prefetch 1" "cp" \
+	"walship fetch --prefetch 2" "cp" \
+	"walship fetch --prefetch 4" "cp" \
+	"walship fetch --prefetch 8" "cp" \
+	"walship fetch --prefetch 16" "cp" \
+	"floor: WAL in pg_wal already" "cp" \
+	"walship fetch" "pgbackrest archive-get async" | tee -a "$OUT"
 log "results in $OUT"

@@ -48,7 +48,7 @@ func (f *Fetcher) Fetch(ctx context.Context, name, dest string) error {
 	}
 	log := f.logger().With("file", name)
 	if f.Spool != nil {
-		ok, err := f.Spool.Take(name, dest)
+		ok, err := f.Spool.Take(name, dest, f.Expect)
 		if err != nil {
 			log.Warn("cannot use the prefetched copy; fetching from the archive", "err", err)
 		}

@@ -139,7 +139,7 @@ func TestSpool(t *testing.T) {
 	// Prune drops what recovery has passed, and junk.
 	os.WriteFile(filepath.Join(sp.Dir, "junk"), nil, 0o600)
 	os.WriteFile(filepath.Join(sp.Dir, "000000020000000000000002"), nil, 0o600)
-	if err := sp.Prune("000000010000000000000006", segSize); err != nil {
+	if err := sp.Prune("000000010000000000000006", 5, segSize); err != nil {
 		t.Fatal(err)
 	}
 	var left []string

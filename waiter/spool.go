@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,35 +18,101 @@ import (
 // DefaultSpoolDir is where fetch keeps prefetched segments, relative to the
 // data directory (restore_command runs there). The server ignores
 // directories in pg_wal, and a base backup leaves pg_wal's contents out.
+// It is on pg_wal's file system, so a prefetched segment is handed over by
+// a rename.
 const DefaultSpoolDir = "pg_wal/walship-spool"
 
+// fillPrefix names a spool file that is verified but not yet on disk: Fill
+// writes each segment under this prefix, fsyncs it, and only then gives it
+// its name, so that a named entry is whole even after a power loss.
+const fillPrefix = ".fill-"
+
 // Spool is a directory of prefetched segments, each verified as Fetch
-// verifies, named as in the archive. An entry is served once: Take moves it
-// to where the server wants it. Archived files never change, so a copy is
-// as good as the original under the same name.
+// verifies and written to disk, named as in the archive. An entry is served
+// once: Take moves it to where the server wants it. Archived files never
+// change, so a copy is as good as the original under the same name.
+//
+// Its size is bounded: with one Fill at a time (the lock) and Prune run at
+// each served segment, it holds at most n segments (Fill's and Prune's n)
+// and one being downloaded, n+1 segment sizes on disk. Fill writes each
+// segment back to disk before the next, so at most one segment of the
+// spool's page cache is dirty at any time; the rest is clean cache the
+// kernel may drop.
+//
+// Why write back at all: PostgreSQL fsyncs every file restore_command
+// returns (durable_rename in KeepFileRestoredFromArchive), on the startup
+// process, before it replays a record of it. A file the prefetcher has
+// fsynced already costs that fsync nothing.
 type Spool struct {
 	Dir string
 }
 
 // Take moves the prefetched copy of name to dest, and reports whether there
-// was one.
-func (s *Spool) Take(name, dest string) (bool, error) {
-	err := os.Rename(filepath.Join(s.Dir, name), dest)
+// was one. It checks the entry's size and page header against exp first, so
+// that a file that does not belong (another cluster's, a truncated one) is
+// never handed over; such an entry is removed and Take returns an error.
+func (s *Spool) Take(name, dest string, exp Expect) (bool, error) {
+	n, err := wal.ParseName(name)
+	if err != nil || n.Kind != wal.Segment {
+		return false, err
+	}
+	path := filepath.Join(s.Dir, name)
+	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	err = checkSpooled(f, n, exp)
+	f.Close()
+	if err != nil {
+		os.Remove(path)
+		return false, fmt.Errorf("spooled %s: %w", name, err)
+	}
+	err = os.Rename(path, dest)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil // taken by a concurrent fetch of the same file
 	}
 	return err == nil, err
 }
 
-// Prune removes the segments older than name (by segment number, on any
-// timeline: recovery does not go back) and leftovers of interrupted
-// downloads.
-func (s *Spool) Prune(name string, segSize int64) error {
-	n, err := wal.ParseName(name)
-	if err != nil || n.Kind != wal.Segment {
+// checkSpooled checks what a spool entry cannot have lost since Fill
+// verified it without walship noticing: its size and its page header.
+func checkSpooled(f *os.File, n wal.Name, exp Expect) error {
+	fi, err := f.Stat()
+	if err != nil {
 		return err
 	}
-	cur, err := n.SegNo(segSize)
+	buf := make([]byte, wal.LongHeaderSize)
+	if _, err := io.ReadFull(f, buf); err != nil {
+		return err
+	}
+	h, err := wal.ParseLongHeader(buf)
+	if err != nil {
+		return err
+	}
+	if err := h.Check(n, exp.SystemID, exp.SegmentSize); err != nil {
+		return err
+	}
+	if fi.Size() != int64(h.SegmentSize) {
+		return fmt.Errorf("%d bytes, the segment size is %d", fi.Size(), h.SegmentSize)
+	}
+	return nil
+}
+
+// Prune removes the entries recovery will not ask for after name: older
+// segments (by segment number: recovery does not go back), segments of
+// another timeline (the server asks for one timeline's segments in turn;
+// after a switch the old timeline's are of no use), segments more than n
+// after name (a spool filled with a larger n), and leftovers of interrupted
+// downloads.
+func (s *Spool) Prune(name string, n int, segSize int64) error {
+	nm, err := wal.ParseName(name)
+	if err != nil || nm.Kind != wal.Segment {
+		return err
+	}
+	cur, err := nm.SegNo(segSize)
 	if err != nil {
 		return err
 	}
@@ -64,10 +131,12 @@ func (s *Spool) Prune(name string, segSize int64) error {
 		}
 		en, err := wal.ParseName(e.Name())
 		var seg wal.SegNo
-		if err == nil {
+		if err == nil && en.Kind == wal.Segment {
 			seg, err = en.SegNo(segSize)
+		} else if err == nil {
+			err = errors.New("not a segment")
 		}
-		if err != nil || seg < cur {
+		if err != nil || seg < cur || seg > cur+wal.SegNo(n) || en.TLI != nm.TLI {
 			os.Remove(filepath.Join(s.Dir, e.Name()))
 		}
 	}
@@ -75,7 +144,8 @@ func (s *Spool) Prune(name string, segSize int64) error {
 }
 
 // Fill downloads the segments that follow name on its timeline, up to n of
-// them, into the spool, stopping at the first one not archived yet. Only one
+// them, into the spool, stopping at the first one not archived yet. Each is
+// verified by Restore and written to disk before it gets its name. Only one
 // Fill runs at a time per spool: when another holds the lock, Fill returns
 // at once. It returns how many segments it downloaded.
 func (s *Spool) Fill(ctx context.Context, st archive.Storage, exp Expect, name string, n int, segSize int64) (int, error) {
@@ -109,10 +179,19 @@ func (s *Spool) Fill(ctx context.Context, st archive.Storage, exp Expect, name s
 		if _, err := os.Stat(dest); err == nil {
 			continue
 		}
-		if err := Restore(ctx, st, next, dest, exp); err != nil {
+		tmp := filepath.Join(s.Dir, fillPrefix+next)
+		if err := Restore(ctx, st, next, tmp, exp); err != nil {
 			if errors.Is(err, ErrNotFound) {
 				return got, nil
 			}
+			return got, err
+		}
+		if err := s.writeBack(tmp); err != nil {
+			os.Remove(tmp)
+			return got, fmt.Errorf("write %s back to disk: %w", next, err)
+		}
+		if err := os.Rename(tmp, dest); err != nil {
+			os.Remove(tmp)
 			return got, err
 		}
 		got++
@@ -120,13 +199,27 @@ func (s *Spool) Fill(ctx context.Context, st archive.Storage, exp Expect, name s
 	return got, nil
 }
 
+// writeBack fsyncs the file at path, so that the server's own fsync of it
+// finds nothing to write, and so that it survives a power loss once named.
+func (s *Spool) writeBack(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	err = f.Sync()
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
 // removeTemporary removes downloads that a killed prefetcher left; the
 // caller holds the lock.
 func (s *Spool) removeTemporary() {
 	entries, _ := os.ReadDir(s.Dir)
 	for _, e := range entries {
-		// Restore's temporary files.
-		if strings.HasPrefix(e.Name(), ".walship-restore-") {
+		// Restore's temporary files, and verified files not yet synced.
+		if strings.HasPrefix(e.Name(), ".walship-restore-") || strings.HasPrefix(e.Name(), fillPrefix) {
 			os.Remove(filepath.Join(s.Dir, e.Name()))
 		}
 	}

@@ -62,8 +62,8 @@ the server needs.
 ` + exitHelp(roleRestore),
 		Flags: append([]cli.Flag{
 			archiveFlag(),
-			&cli.IntFlag{Name: "prefetch", EnvVars: []string{"WALSHIP_PREFETCH"},
-				Usage: "download this many following segments in the background"},
+			&cli.IntFlag{Name: "prefetch", EnvVars: []string{"WALSHIP_PREFETCH"}, Value: defaultPrefetch,
+				Usage: "download this many following segments in the background (0: none)"},
 			&cli.DurationFlag{Name: "retry-for", Value: waiter.DefaultRetryFor,
 				Usage: "how long to retry an archive that cannot be read"},
 			&cli.StringFlag{Name: "pgdata", EnvVars: []string{"PGDATA"},
@@ -108,6 +108,10 @@ the server needs.
 		},
 	}
 }
+
+// defaultPrefetch is fetch's --prefetch: see BENCHMARKS.md, "Fetch", for
+// the replay times it was chosen from.
+const defaultPrefetch = 8
 
 // standbyRetryFor is how long fetch retries an unreadable archive by
 // default on a standby.signal standby.
@@ -160,15 +164,20 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 		return err
 	}
 	n, err := wal.ParseName(opts.Name)
+	if opts.Prefetch == 0 && err == nil && n.Kind == wal.Segment && exp.SegmentSize != 0 {
+		// A spool left by an earlier run with --prefetch: served first
+		// above while it lasts, and not kept beyond that.
+		spool.Prune(opts.Name, 0, exp.SegmentSize)
+	}
 	if opts.Prefetch == 0 || err != nil || n.Kind != wal.Segment || exp.SegmentSize == 0 {
 		return nil
 	}
-	if err := spool.Prune(opts.Name, exp.SegmentSize); err != nil {
+	if err := spool.Prune(opts.Name, opts.Prefetch, exp.SegmentSize); err != nil {
 		logger.Warn("cannot prune the prefetch spool", "dir", spool.Dir, "err", err)
 	}
 	spawn := opts.spawn
 	if spawn == nil {
-		spawn = spawnPrefetcher
+		spawn = startPrefetcher
 	}
 	args := []string{"fetch", "--archive", opts.Archive, "--prefetch", strconv.Itoa(opts.Prefetch),
 		"--pgdata", pgdata, "--prefetch-after", opts.Name}
@@ -178,6 +187,11 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 	}
 	return nil
 }
+
+// startPrefetcher is how a fetch without opts.spawn starts the
+// prefetcher; this package's tests replace it, since their binary is not
+// walship.
+var startPrefetcher = spawnPrefetcher
 
 // spawnPrefetcher starts this binary in the background and does not wait
 // for it. It stays in the server's process group, so a shutdown stops it.

@@ -112,6 +112,13 @@ func TestFetchArchiveDirMissing(t *testing.T) {
 	}
 }
 
+func init() {
+	// A fetch that serves a segment starts a prefetcher (--prefetch is 8 by
+	// default): os.Executable is this test binary, which must not be
+	// started as one.
+	startPrefetcher = func([]string) error { return nil }
+}
+
 func TestFetchPrefetchSpawns(t *testing.T) {
 	arch, dir := t.TempDir(), t.TempDir()
 	var out bytes.Buffer
