@@ -31,8 +31,8 @@
 #   REGEN=1         build the primary, the backup and the WAL again
 #   BASE=e17b9f9    the commit base-prefetchN modes build
 #   SRC=$REPO       the source tree walship is built from
-#   STRACE=1        one extra cp run with the startup process under strace -T
-#                   (per-syscall times in $WORK/strace.txt)
+#   STRACE=MODE     instead, one run of MODE with the startup process under
+#                   strace -T (per-syscall times in $WORK/strace.txt)
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -239,17 +239,17 @@ run_mode() {
 
 : >"$OUT"
 echo "replay of $mib MiB of $KIND WAL ($startlsn to $endlsn), $(nproc) CPUs, walship $(git -C "$REPO" rev-parse --short HEAD), $(date -u)" | tee -a "$OUT"
-if [[ ${STRACE:-0} == 1 ]]; then
-	# The startup process is the one that runs restore_command.
-	fresh
-	echo "restore_command = 'cp $RAWARCH/wal/%f %p'" >>"$R/postgresql.auto.conf"
+if [[ -n ${STRACE:-} ]]; then
+	# One run of mode $STRACE with the startup process, the one that runs
+	# restore_command, under strace.
 	(
 		until pid=$(pgrep -f "postgres: startup" | head -1) && [[ -n $pid ]]; do sleep 0.005; done
-		strace -f -T -tt -e trace=fsync,fdatasync,rename,unlink,openat,wait4,clone,clone3,vfork,sync_file_range,fadvise64,pread64 \
+		strace -f -T -tt -e trace=fsync,fdatasync,rename,unlink,openat,wait4,clone,clone3,vfork,sync_file_range \
 			-o "$WORK/strace.txt" -p "$pid"
 	) &
-	timed "cp, startup process under strace"
+	run_mode "$STRACE"
 	wait || true
+	exit 0
 fi
 read -r -a modes <<<"$MODES"
 for round in $(seq "$ROUNDS"); do

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/urfave/cli/v2"
+	"golang.org/x/sys/unix"
 
 	"github.com/walship/walship/waiter"
 	"github.com/walship/walship/wal"
@@ -53,11 +54,14 @@ the server retries by itself (and streams meanwhile), so fetch retries for
 that does not exist, or holds neither walship.json nor WAL, is taken as not
 mounted: unreachable, never empty.
 
---prefetch N: after serving a segment, a background walship fetch downloads
-the next N segments, verified, into pg_wal/walship-spool; the next fetch
-then only renames. One prefetcher runs at a time; each served copy leaves the
-spool, older ones are removed. The spool holds at most N segments more than
-the server needs.
+--prefetch N (default 8, 0: off): after serving a segment, a background
+walship fetch (nice 10) downloads the next N segments, verified, into
+pg_wal/walship-spool, and fsyncs each before naming it; the next fetch then
+only checks the copy's size and page header and renames it, and the server's
+fsync of it finds nothing left to write. One prefetcher runs at a time; each
+served copy leaves the spool, older ones and other timelines' are removed.
+Bound: (N+1) segments on disk (144 MiB at the default and 16 MiB segments),
+one process of about 24 MiB, at most one segment of dirty page cache.
 
 ` + exitHelp(roleRestore),
 		Flags: append([]cli.Flag{
@@ -113,6 +117,11 @@ the server needs.
 // the replay times it was chosen from.
 const defaultPrefetch = 8
 
+// prefetcherNice is the prefetcher's nice value (the server runs at 0 unless
+// told otherwise; a server niced further keeps its own, as raising a
+// priority needs privileges).
+const prefetcherNice = 10
+
 // standbyRetryFor is how long fetch retries an unreadable archive by
 // default on a standby.signal standby.
 const standbyRetryFor = 3 * time.Second
@@ -149,6 +158,9 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 		if exp.SegmentSize == 0 {
 			return nil
 		}
+		// Below the server and the fetch it waits for: on a small machine
+		// the prefetcher's decoding must not take the startup process's CPU.
+		unix.Setpriority(unix.PRIO_PROCESS, 0, prefetcherNice)
 		fctx, cancel := context.WithTimeout(ctx, 10*time.Minute)
 		defer cancel()
 		n, err := spool.Fill(fctx, st, exp, opts.FillAfter, opts.Prefetch, exp.SegmentSize)
