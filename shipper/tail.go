@@ -1,7 +1,6 @@
 package shipper
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,8 +8,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"time"
-
-	"github.com/klauspost/compress/zstd"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/wal"
@@ -96,11 +93,11 @@ type Tail struct {
 	// error, for metrics.
 	Observer TailObserver
 
-	cur      *tailSegment // the segment being shipped; nil before the first poll
-	id       *archive.Identity
-	enc      *zstd.Encoder
-	buf, out []byte
-	stats    TailStats
+	cur     *tailSegment // the segment being shipped; nil before the first poll
+	id      *archive.Identity
+	in, out []byte // an increment's chunk buffers, raw and compressed
+	enc     archive.FrameEncoder
+	stats   TailStats
 
 	flush       Position  // the last flush position read
 	caughtUp    time.Time // when everything flushed was last shipped
@@ -336,12 +333,20 @@ func (t *Tail) ship(ctx context.Context, upto int64) error {
 	s := t.cur
 	for s.shipped < upto {
 		n := min(upto-s.shipped, maxIncrement)
-		data, err := t.read(ctx, s.shipped, n)
+		r, err := t.read(ctx, s.shipped, s.shipped+n)
 		if err != nil {
 			return err
 		}
-		stored, err := t.put(ctx, s.name, s.shipped, s.shipped+n, data)
-		if archive.IsExist(err) {
+		name := TailDir(s.name) + "/" + archive.IncrementName(s.shipped, s.shipped+n, t.Compression)
+		err = t.Storage.Put(ctx, name, r)
+		var rerr *tailReadError
+		switch {
+		case errors.Is(err, errRecycled):
+			t.closeSegment()
+			return t.gone(ctx, errRecycled.Error())
+		case errors.As(err, &rerr):
+			return rerr // the file failed, not the archive
+		case archive.IsExist(err):
 			// Stored by an earlier attempt whose reply was lost, or by
 			// another tail: trust the archive.
 			rs, lerr := archive.ListIncrements(ctx, t.Storage, s.name)
@@ -359,20 +364,22 @@ func (t *Tail) ship(ctx context.Context, upto int64) error {
 		s.shipped += n
 		t.stats.Increments++
 		t.stats.WALBytes += n
-		t.stats.StoredBytes += stored
+		t.stats.StoredBytes += r.n
 		if t.Observer != nil {
-			t.Observer.Shipped(s.name, s.end(), n, stored)
+			t.Observer.Shipped(s.name, s.end(), n, r.n)
 		}
 	}
 	return nil
 }
 
-// read reads n bytes at off of the current segment's file, and checks
-// afterwards that the file still is that segment. PostgreSQL recycles
-// segment files by renaming them, and rewrites them from the first page on:
-// while the first page still names the segment, the bytes read before were
-// the segment's own.
-func (t *Tail) read(ctx context.Context, off, n int64) ([]byte, error) {
+// read returns a reader of bytes [start, end) of the current segment's
+// file as the increment stores them. PostgreSQL recycles segment files by
+// renaming them, and rewrites them from the first page on: while the first
+// page still names the segment after the last byte was read, the bytes read
+// before were the segment's own. The reader checks that at its end and
+// fails the Put otherwise; read checks it first, and the archive's
+// identity, before anything is stored.
+func (t *Tail) read(ctx context.Context, start, end int64) (*incrementReader, error) {
 	s := t.cur
 	if s.f == nil {
 		f, err := t.Source.OpenSegment(s.name)
@@ -384,26 +391,27 @@ func (t *Tail) read(ctx context.Context, off, n int64) ([]byte, error) {
 		}
 		s.f = f
 	}
-	if int64(cap(t.buf)) < n {
-		t.buf = make([]byte, n)
-	}
-	buf := t.buf[:n]
-	if _, err := s.f.ReadAt(buf, off); err != nil {
-		return nil, fmt.Errorf("read %s at %d: %w", s.name, off, err)
-	}
-	var hb [wal.LongHeaderSize]byte
-	if _, err := s.f.ReadAt(hb[:], 0); err != nil {
+	h, ok, err := segmentHolds(s.f, s.segno, s.size)
+	if err != nil {
 		return nil, fmt.Errorf("read %s: %w", s.name, err)
 	}
-	h, err := wal.ParseLongHeader(hb[:])
-	if err != nil || h.PageAddr != s.segno.Start(s.size) || int64(h.SegmentSize) != s.size {
+	if !ok {
 		t.closeSegment()
-		return nil, t.gone(ctx, "the file was recycled")
+		return nil, t.gone(ctx, errRecycled.Error())
 	}
 	if err := t.checkIdentity(ctx, h); err != nil {
 		return nil, err
 	}
-	return buf, nil
+	f := s.f
+	return &incrementReader{
+		f: f, name: s.name, start: start, end: end, off: start,
+		compress: t.Compression == archive.Zstd,
+		holds: func() (bool, error) {
+			_, ok, err := segmentHolds(f, s.segno, s.size)
+			return ok, err
+		},
+		in: &t.in, out: &t.out, enc: &t.enc,
+	}, nil
 }
 
 // gone explains a segment file that no longer holds the segment. That is
@@ -436,24 +444,6 @@ func (t *Tail) checkIdentity(ctx context.Context, h wal.LongHeader) error {
 		return fmt.Errorf("tail of %s: %w", t.cur.name, err)
 	}
 	return nil
-}
-
-// put stores one increment and returns its stored size.
-func (t *Tail) put(ctx context.Context, segment string, start, end int64, data []byte) (int64, error) {
-	if t.Compression == archive.Zstd {
-		if t.enc == nil {
-			enc, err := zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderCRC(true),
-				zstd.WithEncoderConcurrency(1))
-			if err != nil {
-				return 0, err
-			}
-			t.enc = enc
-		}
-		t.out = t.enc.EncodeAll(data, t.out[:0])
-		data = t.out
-	}
-	name := TailDir(segment) + "/" + archive.IncrementName(start, end, t.Compression)
-	return int64(len(data)), t.Storage.Put(ctx, name, bytes.NewReader(data))
 }
 
 func (t *Tail) closeSegment() {
