@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION)
 .PHONY: build test test-majors test-short fuzz bench demo lint clean
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -tags urfave_cli_no_docs -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/walship
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/walship
 
 # The whole suite: unit tests, the storage conformance suite, and the
 # end-to-end tests against real PostgreSQL clusters (run as an unprivileged

@@ -17,7 +17,7 @@ WORK=${WORK:-/var/tmp/walship-bench-fetch}
 KINDS=${KINDS:-pgbench random}
 BIN=$WORK/bin
 mkdir -p "$BIN"
-(cd "${SRC:-$REPO}" && go build -tags urfave_cli_no_docs -o "$BIN/walship" ./cmd/walship)
+(cd "${SRC:-$REPO}" && go build -o "$BIN/walship" ./cmd/walship)
 (cd "$REPO" && go build -o "$BIN/fetchbench" ./bench/fetchbench)
 args=()
 for k in $KINDS; do

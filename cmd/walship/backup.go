@@ -12,7 +12,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 	"golang.org/x/sys/unix"
 
 	"github.com/walship/walship/archive"

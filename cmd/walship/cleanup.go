@@ -7,7 +7,7 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/backup"

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 	"gopkg.in/yaml.v3"
 )
 

@@ -11,7 +11,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 )
 
 // probeCommand prints what its flags resolve to. Its flags are named, typed

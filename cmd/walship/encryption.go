@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"filippo.io/age"
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/archive/crypt"

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 
 	"github.com/walship/walship/backup"
 )

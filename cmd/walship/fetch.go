@@ -10,7 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 	"golang.org/x/sys/unix"
 
 	"github.com/walship/walship/waiter"

@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".

@@ -12,7 +12,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 
 	"github.com/walship/walship/trigger"
 )

@@ -9,7 +9,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/archive/sftp"

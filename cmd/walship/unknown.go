@@ -1,7 +1,7 @@
 package main
 
 import (
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 )
 
 // topAction runs when no command is named: with none, the help; with an
