@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/walship/walship/archive"
 	"github.com/walship/walship/wal"
 )
 
@@ -65,19 +66,26 @@ func ReadySegments(path, skip string, max int) []string {
 }
 
 // PushAhead pushes the file at path as Push does, and with it, la.Jobs at
-// a time, the segments ReadySegments finds ready after it, and returns
-// once they are all done, with the result of the push of name alone: a
-// segment shipped ahead that fails is logged and left for its own call,
-// which will report it. When the push of name fails, the others are
-// stopped: the archive is likely unwritable, and PostgreSQL will call
-// again.
+// a time, up to la.Max of the segments ReadySegments finds ready after it
+// that the archive does not hold yet, and returns once they are all done,
+// with the result of the push of name alone: a segment shipped ahead that
+// fails is logged and left for its own call, which will report it. When
+// the push of name fails, the others are stopped: the archive is likely
+// unwritable, and PostgreSQL will call again.
+//
+// A ready segment the archive holds already was shipped ahead by an earlier
+// call, and PostgreSQL's own call for it compares it (or it conflicts, and
+// that call says so): it is skipped here, not compared, and the window
+// reaches past it, so that each call of a drain keeps la.Jobs pushes busy
+// rather than shipping the one segment its predecessor left.
 func (p *Pusher) PushAhead(ctx context.Context, path, name string, la LookAhead) error {
 	n, err := wal.ParseName(name)
 	if err != nil || n.Kind != wal.Segment || la.Max <= 0 {
 		return p.Push(ctx, path, name)
 	}
-	ahead := ReadySegments(path, name, la.Max)
-	if len(ahead) == 0 {
+	// Those shipped by earlier calls come first: look at twice the window.
+	candidates := ReadySegments(path, name, 2*la.Max)
+	if len(candidates) == 0 {
 		return p.Push(ctx, path, name)
 	}
 	ctx, cancel := context.WithCancel(ctx)
@@ -93,17 +101,16 @@ func (p *Pusher) PushAhead(ctx context.Context, path, name string, la LookAhead)
 		}
 	})
 	dir := filepath.Dir(path)
-	for _, a := range ahead {
+	for _, a := range p.notArchived(ctx, candidates, la.Max) {
+		select {
+		case slots <- struct{}{}: // in order: the oldest first
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
 		wg.Go(func() {
-			select {
-			case slots <- struct{}{}:
-			case <-ctx.Done():
-				return
-			}
 			defer func() { <-slots }()
-			if ctx.Err() != nil {
-				return
-			}
 			err := p.Push(ctx, filepath.Join(dir, a), a)
 			switch {
 			case err == nil:
@@ -116,4 +123,26 @@ func (p *Pusher) PushAhead(ctx context.Context, path, name string, la LookAhead)
 	}
 	wg.Wait()
 	return own
+}
+
+// notArchived returns, in order, the first max of names that the archive
+// does not hold, asking for all of them at once (on a remote archive each
+// is a round trip). A name it cannot tell about is left to its own call.
+func (p *Pusher) notArchived(ctx context.Context, names []string, max int) []string {
+	missing := make([]bool, len(names))
+	var wg sync.WaitGroup
+	for i, a := range names {
+		wg.Go(func() {
+			_, _, err := archive.StatWAL(ctx, p.Storage, a)
+			missing[i] = archive.IsNotExist(err)
+		})
+	}
+	wg.Wait()
+	var out []string
+	for i, a := range names {
+		if missing[i] && len(out) < max {
+			out = append(out, a)
+		}
+	}
+	return out
 }

@@ -133,3 +133,41 @@ func TestPushAheadOwnResult(t *testing.T) {
 		t.Errorf("own segment truncated: %v, want ErrBadFile", err)
 	}
 }
+
+// In a drain, the next call's window starts with the segments its
+// predecessor shipped: it skips them without reading them (their own calls
+// compare them) and ships the next ones the archive lacks, so every call
+// keeps its jobs busy.
+func TestPushAheadSkipsArchived(t *testing.T) {
+	f := newFixture(t)
+	dir := pgWAL(t, 9)
+	ctx := context.Background()
+	p := &Pusher{Storage: f.st, Compression: archive.Zstd, SystemID: testSysID}
+	first := segName(1, 1)
+	if err := p.PushAhead(ctx, filepath.Join(dir, first), first, LookAhead{Max: 3, Jobs: 2}); err != nil {
+		t.Fatal(err)
+	}
+	os.Remove(filepath.Join(dir, "archive_status", first+".ready"))
+	// Segments 2-4 are archived and still ready: PostgreSQL calls for 2.
+	counted := &walReads{Storage: f.st, n: map[string]int64{}}
+	p2 := &Pusher{Storage: counted, Compression: archive.Zstd, SystemID: testSysID}
+	second := segName(1, 2)
+	if err := p2.PushAhead(ctx, filepath.Join(dir, second), second, LookAhead{Max: 3, Jobs: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var want []string
+	for seg := uint64(1); seg <= 7; seg++ {
+		want = append(want, segName(1, seg)+".zst")
+	}
+	if got := f.walFiles(); !slices.Equal(got, want) {
+		t.Fatalf("wal/ holds %v, want %v: three new segments past those archived", got, want)
+	}
+	if got := counted.total(); got > 64 {
+		t.Errorf("read %d bytes of wal/, want only the own segment's checksum", got)
+	}
+	for seg := uint64(5); seg <= 7; seg++ {
+		if got := f.archived(segName(1, seg)); !slices.Equal(got, fakeSegment(t, testSysID, 1, seg, seg)) {
+			t.Errorf("segment %d shipped ahead is not the one in pg_wal", seg)
+		}
+	}
+}

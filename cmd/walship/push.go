@@ -8,7 +8,7 @@ import (
 	"log/slog"
 	"path/filepath"
 
-	"github.com/urfave/cli/v2"
+	"github.com/walship/walship/internal/cli"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/shipper"
@@ -50,12 +50,14 @@ Pushing a file that is archived already with the same content succeeds (the
 server re-archives after a crash); different content under an existing name
 fails and leaves the archived file untouched.
 
-After an outage of the archive, PostgreSQL's backlog of segments would
-drain one push per call, one after the other. So a push also ships the next
-segments marked ready in pg_wal/archive_status (--look-ahead of them,
---jobs files at a time) and exits once every one is done; PostgreSQL's calls
-for those then find them archived and answer at once, after comparing
-checksums. With no backlog it ships its own file only.
+After an outage of the archive, PostgreSQL's backlog of segments drains one
+push per call, one after the other. With --look-ahead N a push also ships
+up to N of the next segments marked ready in pg_wal/archive_status that the
+archive lacks, --jobs files at a time, and exits once every one is done;
+PostgreSQL's calls for those then find them archived and answer after
+comparing checksums. With no backlog it ships its own file only. It is off
+by default: where compression keeps every core busy it does not pay; try it
+when a remote archive's latency bounds each push.
 
 ` + exitHelp(roleArchive),
 		Flags: append([]cli.Flag{
@@ -115,7 +117,7 @@ func runPush(ctx context.Context, logger *slog.Logger, opts pushOptions) error {
 
 // The look-ahead defaults (BENCHMARKS.md, "Catch-up after an outage").
 const (
-	defaultLookAhead = 8
+	defaultLookAhead = 0
 	defaultPushJobs  = 2
 )
 
