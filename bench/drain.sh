@@ -55,6 +55,10 @@ pg_start() {
 	install -d -o postgres -g postgres -m 755 "$SOCK"
 	as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -l "$WORK/postgres.log" -w -t 120 start >/dev/null
 }
+# The server is stopped at the end: left running, it would also keep the
+# caller's file descriptors (bench/run's flock on the machine's PostgreSQL
+# lock among them). Its data directory, and so the backlog, stays.
+trap 'pg_running && as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null' EXIT
 set_archive_command() { # COMMAND: set it and make the archiver see it
 	psql_ -d postgres -c "alter system set archive_command = \$\$$1\$\$" -c "select pg_reload_conf()" >/dev/null
 }

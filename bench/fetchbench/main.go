@@ -156,8 +156,10 @@ func prepare(name, src string) ([]string, error) {
 	}
 	os.RemoveAll(base)
 	plain := filepath.Join(base, "plain")
-	if err := os.MkdirAll(plain, 0o700); err != nil {
-		return nil, err
+	for _, d := range []string{plain, filepath.Join(base, "zstd"), filepath.Join(base, "raw")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, err
+		}
 	}
 	for _, f := range files {
 		p := filepath.Join(src, f)
