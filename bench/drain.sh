@@ -14,8 +14,8 @@
 #    push (its defaults) as archive_command; the number of ready segments is
 #    sampled every second: a flat backlog means archiving keeps up.
 #
-# Tools: walship push (zstd, none; with its look-ahead defaults and with
-# --look-ahead 0, one segment per call) and pgBackRest 2.45 archive-push
+# Tools: walship push (zstd, none; its defaults, one segment per call, and
+# with --look-ahead 8 --jobs 2) and pgBackRest 2.45 archive-push
 # with archive-async=y and process-max=2 (lz4, zst level 1, none).
 #
 # Needs root (runuser), PostgreSQL 15 in /usr/lib/postgresql/15/bin,
@@ -157,14 +157,14 @@ mark_ready() { # every backlog segment ready again, every other ready file done
 c="--config=$PGBR_CONF --stanza=drain"
 declare -A CMD=(
 	[walship-zstd]="$WALSHIP push --archive {dir} %p %f"
-	[walship-zstd-ahead0]="$WALSHIP push --archive {dir} --look-ahead 0 %p %f"
+	[walship-zstd-ahead8]="$WALSHIP push --archive {dir} --look-ahead 8 --jobs 2 %p %f"
 	[walship-none]="$WALSHIP push --archive {dir} --compress none %p %f"
-	[walship-none-ahead0]="$WALSHIP push --archive {dir} --compress none --look-ahead 0 %p %f"
+	[walship-none-ahead8]="$WALSHIP push --archive {dir} --compress none --look-ahead 8 --jobs 2 %p %f"
 	[pgbackrest-async-lz4]="pgbackrest $c --compress-type=lz4 archive-push %p"
 	[pgbackrest-async-zst1]="pgbackrest $c --compress-type=zst --compress-level=1 archive-push %p"
 	[pgbackrest-async-none]="pgbackrest $c --compress-type=none archive-push %p"
 )
-TOOLS=(${TOOLS:-walship-zstd walship-zstd-ahead0 walship-none walship-none-ahead0 pgbackrest-async-lz4 pgbackrest-async-zst1 pgbackrest-async-none})
+TOOLS=(${TOOLS:-walship-zstd walship-zstd-ahead8 walship-none walship-none-ahead8 pgbackrest-async-lz4 pgbackrest-async-zst1 pgbackrest-async-none})
 
 drain() { # TOOL ROUND: one timed drain into a fresh archive
 	local tool=$1 dir=$WORK/archive/$1
@@ -219,8 +219,8 @@ python3 - "$OUT/drain.tsv" "${#SEGS[@]}" <<-'EOF'
 	print("\n| ratio of medians | |")
 	print("|---|---|")
 	for a, b in [("walship-zstd", "pgbackrest-async-zst1"), ("walship-zstd", "pgbackrest-async-lz4"),
-	             ("walship-none", "pgbackrest-async-none"), ("walship-zstd", "walship-zstd-ahead0"),
-	             ("walship-none", "walship-none-ahead0")]:
+	             ("walship-none", "pgbackrest-async-none"), ("walship-zstd-ahead8", "walship-zstd"),
+	             ("walship-none-ahead8", "walship-none")]:
 	    if a in med and b in med:
 	        print(f"| {a} / {b} | {med[a]/med[b]:.2f} |")
 EOF
