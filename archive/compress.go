@@ -202,14 +202,8 @@ func incompressible(in []byte) bool {
 	}
 	e := encoderPool.Get().(*zstd.Encoder)
 	defer encoderPool.Put(e)
-	var out []byte
-	for _, off := range []int{0, len(in) / 2} {
-		out = e.EncodeAll(in[off:off+sampleSize], out[:0])
-		if len(out) < sampleSize*9/10 {
-			return false
-		}
-	}
-	return true
+	raw, _ := incompressibleInto(e, in, nil)
+	return raw
 }
 
 // rawFrame returns in as a zstd frame of raw blocks (RFC 8878): the frame

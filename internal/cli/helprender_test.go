@@ -145,3 +145,24 @@ func TestHelpWrapAt(t *testing.T) {
 		t.Errorf("no options in %q", b.String())
 	}
 }
+
+// The help of a command asked for before it is set up ("app help cmd")
+// lists its subcommands, as "app cmd --help" does.
+func TestVisibleCategoriesBeforeSetup(t *testing.T) {
+	a := helpTestApp(true, false)
+	var group *Command
+	for _, c := range a.Commands {
+		if c.Name == "group" {
+			group = c
+		}
+	}
+	var names []string
+	for _, cat := range group.VisibleCategories() {
+		for _, c := range cat.VisibleCommands() {
+			names = append(names, c.Name)
+		}
+	}
+	if got := strings.Join(names, " "); got != "inner other" {
+		t.Errorf("subcommands %q, want the visible ones, by category: \"inner other\"", got)
+	}
+}
