@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -157,5 +158,100 @@ func TestStatWALAnswersInOrder(t *testing.T) {
 	s = &slowStat{Storage: st, fail: map[string]error{raw: down}}
 	if _, suffix, err := archive.StatWAL(ctx, s, name); err != nil || suffix != ".zst" {
 		t.Errorf(".zst archived, raw copy unreadable: suffix %q, %v; want .zst", suffix, err)
+	}
+}
+
+// gatedPut holds the Put of a raw WAL file, once it has read its last byte,
+// until the Put of its checksum file has begun: a push that wrote the
+// checksum only after the file was stored would wait here for ever.
+type gatedPut struct {
+	archive.Storage
+	sumBegun chan struct{}
+	once     sync.Once
+	failWAL  error // returned by the WAL file's Put after it read all
+}
+
+func (g *gatedPut) Put(ctx context.Context, name string, r io.Reader) error {
+	if filepath.Ext(name) == archive.ChecksumSuffix {
+		g.once.Do(func() { close(g.sumBegun) })
+		return g.Storage.Put(ctx, name, r)
+	}
+	b, err := io.ReadAll(r)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-g.sumBegun:
+	case <-time.After(10 * time.Second):
+		return errors.New("the checksum file's Put did not begin while the file's Put was in progress")
+	}
+	if g.failWAL != nil {
+		return g.failWAL
+	}
+	return g.Storage.Put(ctx, name, bytes.NewReader(b))
+}
+
+// A raw file's checksum file is written while the file itself is made
+// durable, not after it; the push still answers with the file's own result.
+func TestRawChecksumOverlapsPut(t *testing.T) {
+	ctx := context.Background()
+	name := "000000010000000000000004"
+	data := bytes.Repeat([]byte("overlap "), 1<<16)
+
+	st, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedPut{Storage: st, sumBegun: make(chan struct{})}
+	if err := archive.PutWAL(ctx, g, name, bytes.NewReader(data), archive.None); err != nil {
+		t.Fatal(err)
+	}
+	sum, err := archive.WALChecksum(ctx, st, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want, _ := archive.ChecksumOf(bytes.NewReader(data)); sum != want {
+		t.Fatalf("stored checksum %v, want %v", sum, want)
+	}
+	if got, err := readWAL(t, st, name); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back: %v (%d bytes)", err, len(got))
+	}
+
+	// The file's Put fails after the checksum went out: the push fails, and
+	// the next push of the name stores both, the checksum kept as it is.
+	st2, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := errors.New("no space left on device")
+	g2 := &gatedPut{Storage: st2, sumBegun: make(chan struct{}), failWAL: full}
+	if err := archive.PutWAL(ctx, g2, name, bytes.NewReader(data), archive.None); !errors.Is(err, full) {
+		t.Fatalf("failed Put: %v, want %v", err, full)
+	}
+	if _, err := readWAL(t, st2, name); !archive.IsNotExist(err) {
+		t.Fatalf("after a failed Put the file reads: %v, want not found", err)
+	}
+	if err := archive.PutWAL(ctx, st2, name, bytes.NewReader(data), archive.None); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readWAL(t, st2, name); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back after the retry: %v (%d bytes)", err, len(got))
+	}
+
+	// A checksum file of other content (an earlier file of the name) is
+	// replaced once the file is stored, as WriteChecksum does.
+	st3, err := local.New(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := archive.WriteChecksum(ctx, st3, name, archive.Checksum{Sum: 1, Size: 1}); err != nil {
+		t.Fatal(err)
+	}
+	g3 := &gatedPut{Storage: st3, sumBegun: make(chan struct{})}
+	if err := archive.PutWAL(ctx, g3, name, bytes.NewReader(data), archive.None); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := readWAL(t, st3, name); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read back over a stale checksum: %v (%d bytes)", err, len(got))
 	}
 }
