@@ -1,6 +1,6 @@
 package archive
 
-import "github.com/klauspost/compress/zstd"
+import "github.com/walship/walship/internal/zstd"
 
 // FrameSize is how much input each zstd frame of Compress's output holds,
 // the last one excepted.

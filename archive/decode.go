@@ -10,7 +10,7 @@ import (
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
-	"github.com/klauspost/compress/zstd"
+	"github.com/walship/walship/internal/zstd"
 )
 
 // maxFrameContent bounds one frame's content: the largest WAL segment

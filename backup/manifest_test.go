@@ -20,7 +20,7 @@ func makeManifest(files map[string]string) []byte {
 	i := 0
 	for path, content := range files {
 		var sum [4]byte
-		binary.LittleEndian.PutUint32(sum[:], crc32.Checksum([]byte(content), castagnoli))
+		binary.LittleEndian.PutUint32(sum[:], crc32.Checksum([]byte(content), castagnoli()))
 		sep := ","
 		if i == len(files)-1 {
 			sep = ""

@@ -264,7 +264,7 @@ func TestUpdateHeader(t *testing.T) {
 			clear(h)
 		}
 		crc := rng.Uint32()
-		if got, want := updateHeader(headerTables(), crc, h), crc32.Update(crc, castagnoli, h[:recordCRCOffset]); got != want {
+		if got, want := updateHeader(headerTables(), crc, h), crc32.Update(crc, castagnoli(), h[:recordCRCOffset]); got != want {
 			t.Fatalf("updateHeader(%08X, %x): got %08X, want %08X", crc, h[:recordCRCOffset], got, want)
 		}
 	}
@@ -558,8 +558,8 @@ func (g *walGen) makeRecord(rmid, info byte, dataLen int) []byte {
 	le.PutUint64(rec[8:], uint64(g.prev))
 	rec[16], rec[17] = info, rmid
 	g.data.Read(rec[recordHeaderSize:])
-	crc := crc32.Update(0, castagnoli, rec[recordHeaderSize:])
-	le.PutUint32(rec[recordCRCOffset:], crc32.Update(crc, castagnoli, rec[:recordCRCOffset]))
+	crc := crc32.Update(0, castagnoli(), rec[recordHeaderSize:])
+	le.PutUint32(rec[recordCRCOffset:], crc32.Update(crc, castagnoli(), rec[:recordCRCOffset]))
 	return rec
 }
 
