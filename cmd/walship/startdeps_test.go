@@ -23,8 +23,8 @@ func TestStartupDeps(t *testing.T) {
 		t.Fatalf("go list -deps did not list walship's own packages:\n%s", out)
 	}
 	for p, why := range map[string]string{
-		"text/template": "its MethodByName keeps every exported method in the binary (internal/cli renders help in Go)",
-		"github.com/klauspost/compress/zstd":            "internal/zstd is walship's copy, without the Snappy converter",
+		"text/template":                                  "its MethodByName keeps every exported method in the binary (internal/cli renders help in Go)",
+		"github.com/klauspost/compress/zstd":             "internal/zstd is walship's copy, without the Snappy converter",
 		"github.com/klauspost/compress/internal/snapref": "it makes the CRC-32C tables at init, 0.2 ms",
 		"github.com/prometheus/client_golang/prometheus": "its registry and procfs initialise at start (the exporter writes the text format itself)",
 		"github.com/urfave/cli/v2":                       "internal/cli is walship's copy",
