@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"regexp"
 	"runtime"
 	"strings"
 	"syscall"
@@ -23,7 +22,6 @@ const (
 var (
 	slPfx = fmt.Sprintf("sl:::%d:::", time.Now().UTC().UnixNano())
 
-	commaWhitespace = regexp.MustCompile("[, ]+.*")
 )
 
 // BashCompletionFlag enables bash-completion for all commands and subcommands
@@ -308,7 +306,7 @@ func FlagNames(name string, aliases []string) []string {
 		// Strip off anything after the first found comma or space, which
 		// *hopefully* makes it a tiny bit more obvious that unexpected behavior is
 		// caused by using the v1 form of stringly typed "Name".
-		ret = append(ret, commaWhitespace.ReplaceAllString(part, ""))
+		ret = append(ret, cutCommaSpace(part))
 	}
 
 	return ret
@@ -416,4 +414,25 @@ func (s separatorSpec) flagSplitMultiValues(val string) []string {
 	}
 
 	return strings.Split(val, sep)
+}
+
+// cutCommaSpace is regexp.MustCompile("[, ]+.*").ReplaceAllString(s, ""),
+// upstream's commaWhitespace, without a regular expression compiled at
+// every start of walship: it cuts each line of s at its first comma or
+// space.
+func cutCommaSpace(s string) string {
+	var b strings.Builder
+	for {
+		i := strings.IndexAny(s, ", ")
+		if i < 0 {
+			b.WriteString(s)
+			return b.String()
+		}
+		b.WriteString(s[:i])
+		j := strings.IndexByte(s[i:], '\n')
+		if j < 0 {
+			return b.String()
+		}
+		s = s[i+j:]
+	}
 }
