@@ -21,7 +21,6 @@ const (
 
 var (
 	slPfx = fmt.Sprintf("sl:::%d:::", time.Now().UTC().UnixNano())
-
 )
 
 // BashCompletionFlag enables bash-completion for all commands and subcommands
