@@ -22,13 +22,20 @@ const maxBlock = 128 << 10
 
 // decoderPool holds single-threaded decoders: a FrameReader finds its
 // parallelism in decoding several frames at once.
-var decoderPool = sync.Pool{New: func() any {
-	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxFrameContent))
+var decoderPool = sync.Pool{New: func() any { return newDecoder(false) }}
+
+// trustingPool holds decoders that skip the frames' own checksums, for a
+// stream whose sum frame is known to be there (see FrameReader.trustSum).
+var trustingPool = sync.Pool{New: func() any { return newDecoder(true) }}
+
+func newDecoder(ignoreChecksum bool) *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxFrameContent),
+		zstd.IgnoreChecksum(ignoreChecksum))
 	if err != nil {
 		panic(err) // only invalid options fail, and these are constant
 	}
 	return d
-}}
+}
 
 // FrameReader reads what a zstd stream holds, every frame's checksum
 // verified. It reads the stream frame by frame: Read decodes one frame at a
@@ -48,12 +55,49 @@ type FrameReader struct {
 	err    error // sticky
 	closed bool
 	sums   contentSum
+	// trustSum is set when the stream is known to end with a sum frame
+	// (its last bytes were read first): the XXH64 of the whole content,
+	// which the reader computes anyway, then stands for the frames' own
+	// checksums, which are not computed. A stream that then ends without
+	// its sum frame is corrupt.
+	trustSum bool
+	sawSum   bool // the sum frame was read and matched
 }
 
 // NewFrameReader returns a FrameReader of the zstd stream r. A stream that
 // ends with a sum frame (see WALChecksum) must hold what it says.
 func NewFrameReader(r io.Reader) *FrameReader {
 	return &FrameReader{br: bufio.NewReaderSize(r, 256<<10), sums: contentSum{h: xxhash.New()}}
+}
+
+// newSummedFrameReader is NewFrameReader for a stream whose last bytes are
+// known to be a sum frame: it checks the content against that sum alone.
+// The sum covers all that a frame's checksum covers (the low 32 bits of
+// the XXH64 of that frame's content) with 64 bits over the whole content,
+// so every frame's content is still verified, once instead of twice.
+func newSummedFrameReader(r io.Reader) *FrameReader {
+	f := NewFrameReader(r)
+	f.trustSum = true
+	return f
+}
+
+// checkSum checks the content read against the stream's sum frame.
+func (f *FrameReader) checkSum(want Checksum) error {
+	if err := f.sums.check(want); err != nil {
+		return err
+	}
+	f.sawSum = true
+	return nil
+}
+
+// ended returns what the end of the stream means: io.EOF, or ErrCorrupt
+// when the frames' checksums were skipped for a sum frame that is not
+// there.
+func (f *FrameReader) ended() error {
+	if f.trustSum && !f.sawSum {
+		return corrupt("the stream ends without the sum frame its last bytes held when it was opened")
+	}
+	return io.EOF
 }
 
 // readFrame reads the next frame of the stream.
@@ -99,19 +143,22 @@ func (f *FrameReader) Read(p []byte) (int, error) {
 			return 0, f.err
 		}
 		in, sum, err := f.readFrame()
+		if err == io.EOF {
+			err = f.ended()
+		}
 		if err != nil {
 			f.err = err
 			continue
 		}
 		if sum != nil {
-			f.err = f.sums.check(*sum)
+			f.err = f.checkSum(*sum)
 			if f.err == nil {
 				f.err = f.atEnd()
 			}
 			continue
 		}
 		out := bufPool.Get().(*[]byte)
-		*out, err = decodeFrame(*in, (*out)[:0])
+		*out, err = decodeFrame(*in, (*out)[:0], f.trustSum)
 		bufPool.Put(in)
 		f.release()
 		if err != nil {
@@ -158,13 +205,16 @@ func (f *FrameReader) WriteTo(w io.Writer) (int64, error) {
 			default:
 			}
 			in, sum, err := f.readFrame()
+			if err == io.EOF {
+				err = f.ended() // the stream ended where no sum frame was
+			}
 			j := &frameJob{in: in, sum: sum, err: err, done: make(chan struct{})}
 			if err != nil || sum != nil {
 				close(j.done)
 			} else {
 				j.out = bufPool.Get().(*[]byte)
 				go func() {
-					*j.out, j.err = decodeFrame(*j.in, (*j.out)[:0])
+					*j.out, j.err = decodeFrame(*j.in, (*j.out)[:0], f.trustSum)
 					close(j.done)
 				}()
 			}
@@ -198,7 +248,7 @@ func (f *FrameReader) WriteTo(w io.Writer) (int64, error) {
 			err = j.err
 			switch {
 			case err == nil && j.sum != nil:
-				err = f.sums.check(*j.sum)
+				err = f.checkSum(*j.sum)
 			case err == nil:
 				f.sums.add(*j.out)
 				var n int
@@ -365,10 +415,16 @@ func readN(br *bufio.Reader, b []byte, n int) ([]byte, error) {
 	return b, nil
 }
 
-// decodeFrame appends the content of one whole frame to dst.
-func decodeFrame(frame, dst []byte) ([]byte, error) {
-	d := decoderPool.Get().(*zstd.Decoder)
-	defer decoderPool.Put(d)
+// decodeFrame appends the content of one whole frame to dst, checking the
+// frame's checksum unless trustSum says the stream's sum frame stands for
+// it.
+func decodeFrame(frame, dst []byte, trustSum bool) ([]byte, error) {
+	pool := &decoderPool
+	if trustSum {
+		pool = &trustingPool
+	}
+	d := pool.Get().(*zstd.Decoder)
+	defer pool.Put(d)
 	out, err := d.DecodeAll(frame, dst)
 	if err != nil {
 		return dst, corrupt("%w", err)

@@ -1,6 +1,7 @@
 package archive
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
@@ -228,4 +229,86 @@ func (f *failAfter) Write(p []byte) (int, error) {
 	}
 	f.n -= len(p)
 	return len(p), nil
+}
+
+func compressSummedAll(t testing.TB, in []byte) []byte {
+	rc := compressSummed(bytes.NewReader(in))
+	defer rc.Close()
+	z, err := io.ReadAll(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z
+}
+
+// decodeTrusting decodes z, known to end with its sum frame, through Read
+// and WriteTo as OpenWAL does for a local file, and returns the result.
+func decodeTrusting(t testing.TB, z []byte) ([]byte, error) {
+	t.Helper()
+	viaRead, errRead := io.ReadAll(struct{ io.Reader }{newSummedFrameReader(bytes.NewReader(z))})
+	var viaWriteTo bytes.Buffer
+	fr := newSummedFrameReader(bytes.NewReader(z))
+	_, errWriteTo := fr.WriteTo(&viaWriteTo)
+	fr.Close()
+	if (errRead == nil) != (errWriteTo == nil) || (errRead == nil && !bytes.Equal(viaRead, viaWriteTo.Bytes())) {
+		t.Fatalf("Read gave %d bytes and %v, WriteTo %d bytes and %v", len(viaRead), errRead, viaWriteTo.Len(), errWriteTo)
+	}
+	return viaRead, errRead
+}
+
+// A stream read on the strength of its sum frame alone (the frames' own
+// checksums not computed) never yields other bytes than it holds: a byte
+// changed anywhere is an error matching ErrCorrupt, or (in a frame's
+// checksum field, now unread) changes nothing. Without its sum frame it
+// is corrupt, where a reader not told of one reads it.
+func TestSummedFrameReader(t *testing.T) {
+	in := append(compressible(2<<20+5, 12), incompressibleBytes(1<<20)...)
+	z := compressSummedAll(t, in)
+	if got, err := decodeTrusting(t, z); err != nil || !bytes.Equal(got, in) {
+		t.Fatalf("intact stream: %v, %d bytes of %d", err, len(got), len(in))
+	}
+	detected := 0
+	for i := 0; i < len(z); i += len(z)/150 + 1 { // headers, blocks, checksums and the sum frame alike
+		got, err := decodeTrusting(t, flip(z, i))
+		switch {
+		case err == nil && !bytes.Equal(got, in):
+			t.Fatalf("byte %d of %d changed: read without error, and %d bytes differ from what was stored", i, len(z), len(got))
+		case err != nil && !errors.Is(err, ErrCorrupt):
+			t.Fatalf("byte %d changed: %v, want ErrCorrupt", i, err)
+		case err != nil:
+			detected++
+		}
+	}
+	if detected == 0 {
+		t.Fatal("no changed byte was detected")
+	}
+	for _, tc := range []struct {
+		name string
+		z    []byte
+	}{
+		{"content", flip(z, len(z)/3)},
+		{"sum frame", flip(z, len(z)-3)},
+		{"sum frame cut off", z[:len(z)-sumFrameSize]},
+		{"a frame missing", z[frameLen(t, z):]},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if _, err := decodeTrusting(t, tc.z); !errors.Is(err, ErrCorrupt) {
+				t.Errorf("got %v, want ErrCorrupt", err)
+			}
+		})
+	}
+	if got, err := decodeBoth(t, z[:len(z)-sumFrameSize]); err != nil || !bytes.Equal(got, in) {
+		t.Errorf("without its sum frame, a reader not told of one: %v, want the content", err)
+	}
+}
+
+// frameLen returns the length of the first frame of z.
+func frameLen(t *testing.T, z []byte) int {
+	br := bufio.NewReader(bytes.NewReader(z))
+	buf, _, err := readFrame(br)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bufPool.Put(buf)
+	return len(*buf)
 }

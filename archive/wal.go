@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -282,6 +283,9 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 		}
 		if strings.HasSuffix(path, ".zst") {
 			fr := NewFrameReader(rc)
+			if endsWithSumFrame(rc) {
+				fr = newSummedFrameReader(rc)
+			}
 			return readCloser{FrameReader: fr, close: func() error { fr.Close(); return rc.Close() }}, -1, nil
 		}
 		fi, err := st.Stat(ctx, path)
@@ -303,6 +307,28 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 		return raw, fi.Size, nil
 	}
 	return nil, 0, fmt.Errorf("%s: %w", name, errNotExist)
+}
+
+// endsWithSumFrame reports whether rc, a zstd file just opened, is a local
+// file whose last bytes are a sum frame: one pread of 32 bytes, against
+// the frames' own checksums that its FrameReader then need not compute
+// (newSummedFrameReader). Files of other backends, where that read is a
+// round trip, are read as they come.
+func endsWithSumFrame(rc io.ReadCloser) bool {
+	f, ok := rc.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	if err != nil || fi.Size() < sumFrameSize {
+		return false
+	}
+	b := make([]byte, sumFrameSize)
+	if _, err := f.ReadAt(b, fi.Size()-sumFrameSize); err != nil {
+		return false
+	}
+	_, ok = parseSumFrame(b)
+	return ok
 }
 
 // RawReader reads a raw archived WAL file, and checks it against its
