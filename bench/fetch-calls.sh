@@ -11,6 +11,7 @@
 #   WORK=/var/tmp/walship-bench-fetch   bench/fetch.sh's work dir
 #   KINDS="pgbench random"   SEGMENTS=20 (of each kind)   ROUNDS=5
 #   SRC=$REPO       the source tree walship is built from
+#   BASE            an older walship binary, timed in the same rounds
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-/var/tmp/walship-bench-fetch}
@@ -28,4 +29,4 @@ for k in $KINDS; do
 done
 [[ -f $WORK/fill ]] || truncate -s 256G "$WORK/fill"
 exec "$BIN/fetchbench" -walship "$BIN/walship" -dir "$WORK/calls" -fill "$WORK/fill" \
-	-segments "${SEGMENTS:-20}" -rounds "${ROUNDS:-5}" "${args[@]}"
+	-segments "${SEGMENTS:-20}" -rounds "${ROUNDS:-5}" ${BASE:+-base "$BASE"} "${args[@]}"

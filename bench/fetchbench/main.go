@@ -40,6 +40,7 @@ func (k *kindFlags) Set(v string) error { *k = append(*k, v); return nil }
 
 var (
 	walship   = flag.String("walship", "walship", "the walship binary")
+	baseBin   = flag.String("base", "", "an older walship binary, timed in the same rounds (\"base\" rows)")
 	dir       = flag.String("dir", "", "work directory, on the file system of pg_wal")
 	segments  = flag.Int("segments", 20, "segments of each kind")
 	rounds    = flag.Int("rounds", 5, "interleaved rounds")
@@ -88,6 +89,11 @@ func run(kinds []string) error {
 			{"walship fetch, zstd", *walship + " fetch --prefetch 0 --archive " + filepath.Join(base, "zstd") + " %f %p"},
 			{"walship fetch, raw", *walship + " fetch --prefetch 0 --archive " + filepath.Join(base, "raw") + " %f %p"},
 		}
+		if *baseBin != "" {
+			cmds = append(cmds,
+				cmd{"base fetch, zstd", *baseBin + " fetch --prefetch 0 --archive " + filepath.Join(base, "zstd") + " %f %p"},
+				cmd{"base fetch, raw", *baseBin + " fetch --prefetch 0 --archive " + filepath.Join(base, "raw") + " %f %p"})
+		}
 		times := make([][]float64, len(cmds))
 		for r := 0; r < *rounds; r++ {
 			topUp()
@@ -116,6 +122,9 @@ func run(kinds []string) error {
 	fixed := []cmd{
 		{"cp, missing", "cp " + filepath.Join(base, "plain") + "/%f %p"},
 		{"walship fetch, missing", *walship + " fetch --archive " + filepath.Join(base, "zstd") + " %f %p"},
+	}
+	if *baseBin != "" {
+		fixed = append(fixed, cmd{"base fetch, missing", *baseBin + " fetch --archive " + filepath.Join(base, "zstd") + " %f %p"})
 	}
 	times := make([][]float64, len(fixed))
 	for i := 0; i < 50*len(fixed); i++ {
