@@ -46,7 +46,7 @@ pg_stop() { as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null 2>&1 |
 trap pg_stop EXIT
 
 mkdir -p "$WORK/bin"
-(cd "$REPO" && go build -o "$BIN" ./cmd/walship)
+(cd "$REPO" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN" ./cmd/walship)
 chmod 755 "$WORK" "$WORK/bin"
 
 archive_command="$BIN push --archive $ARCH %p %f"

@@ -18,7 +18,7 @@ WORK=${WORK:-/var/tmp/walship-bench-fetch}
 KINDS=${KINDS:-pgbench random}
 BIN=$WORK/bin
 mkdir -p "$BIN"
-(cd "${SRC:-$REPO}" && go build -o "$BIN/walship" ./cmd/walship)
+(cd "${SRC:-$REPO}" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN/walship" ./cmd/walship)
 (cd "$REPO" && go build -o "$BIN/fetchbench" ./bench/fetchbench)
 args=()
 for k in $KINDS; do

@@ -66,7 +66,7 @@ stop() { as_pg "$PGBIN/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1 || t
 trap 'stop "$PRIMARY"; stop "$R"' EXIT
 
 mkdir -p "$WORK/bin" "$W"
-(cd "${SRC:-$REPO}" && go build -o "$BIN" ./cmd/walship)
+(cd "${SRC:-$REPO}" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN" ./cmd/walship)
 chmod 755 "$WORK" "$WORK/bin" "$W"
 install -d -o postgres -g postgres -m 700 "$SOCK"
 BASE=${BASE:-e17b9f9}
@@ -74,7 +74,7 @@ BASEBIN=$WORK/bin/walship-$BASE
 if [[ " $MODES " == *" base-"* && ! -x $BASEBIN ]]; then
 	rm -rf "$WORK/base-src" && mkdir -p "$WORK/base-src"
 	git -C "$REPO" archive "$BASE" | tar -x -C "$WORK/base-src"
-	(cd "$WORK/base-src" && go build -o "$BASEBIN" ./cmd/walship)
+	(cd "$WORK/base-src" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BASEBIN" ./cmd/walship)
 fi
 cat >"$CONF" <<EOF
 [global]

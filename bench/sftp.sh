@@ -50,7 +50,7 @@ log "building walship and pushbench"
 (
 	cd "$REPO"
 	export CGO_ENABLED=0
-	go build -trimpath -ldflags "-s -w -X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)" -o "$WALSHIP" ./cmd/walship
+	CGO_ENABLED=0 go build -trimpath -ldflags "-s -w -X main.version=$(git describe --always --dirty 2>/dev/null || echo dev)" -o "$WALSHIP" ./cmd/walship
 	go build -trimpath -o "$S/bin/pushbench" ./bench/pushbench
 )
 
