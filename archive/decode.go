@@ -38,7 +38,8 @@ func newDecoder(ignoreChecksum bool) *zstd.Decoder {
 }
 
 // FrameReader reads what a zstd stream holds, every frame's checksum
-// verified. It reads the stream frame by frame: Read decodes one frame at a
+// verified (or, from newSummedFrameReader, the whole content against the
+// stream's sum frame alone). It reads the stream frame by frame: Read decodes one frame at a
 // time, and WriteTo (which io.Copy uses) decodes the next frames on every
 // CPU at once while it writes the earlier ones in order. walship's 1 MiB
 // frames make that twice as fast as zstd's own stream decoder for a 16 MiB

@@ -99,6 +99,21 @@ func WALChecksum(ctx context.Context, st Storage, name string) (Checksum, error)
 	return Checksum{}, fmt.Errorf("%s: %w", name, errNotExist)
 }
 
+// sumFrameAt reads the last 32 bytes of a zstd file of size bytes and
+// returns the checksum of the sum frame they hold, or false when they are
+// not one.
+func sumFrameAt(ra io.ReaderAt, size int64) (Checksum, bool, error) {
+	if size < sumFrameSize {
+		return Checksum{}, false, nil
+	}
+	b := make([]byte, sumFrameSize)
+	if _, err := ra.ReadAt(b, size-sumFrameSize); err != nil {
+		return Checksum{}, false, err
+	}
+	c, ok := parseSumFrame(b)
+	return c, ok, nil
+}
+
 // zstdChecksum returns the checksum in the sum frame that ends the zstd
 // file path, open as rc.
 func zstdChecksum(ctx context.Context, st Storage, path string, rc io.Reader) (Checksum, error) {
@@ -110,14 +125,14 @@ func zstdChecksum(ctx context.Context, st Storage, path string, rc io.Reader) (C
 		if fi.Size < sumFrameSize {
 			return Checksum{}, fmt.Errorf("%w: %s holds %d bytes, too few for a zstd file", ErrCorrupt, path, fi.Size)
 		}
-		b := make([]byte, sumFrameSize)
-		if _, err := ra.ReadAt(b, fi.Size-sumFrameSize); err != nil {
+		c, ok, err := sumFrameAt(ra, fi.Size)
+		switch {
+		case err != nil:
 			return Checksum{}, err
+		case !ok:
+			return Checksum{}, fmt.Errorf("%s: %w (no sum frame at its end)", path, ErrNoChecksum)
 		}
-		if c, ok := parseSumFrame(b); ok {
-			return c, nil
-		}
-		return Checksum{}, fmt.Errorf("%s: %w (no sum frame at its end)", path, ErrNoChecksum)
+		return c, nil
 	}
 	// Walk the frames: the sum frame is the last one.
 	br := bufio.NewReaderSize(rc, 256<<10)

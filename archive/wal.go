@@ -282,10 +282,11 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 			return nil, 0, err
 		}
 		if strings.HasSuffix(path, ".zst") {
-			fr := NewFrameReader(rc)
+			newReader := NewFrameReader
 			if endsWithSumFrame(rc) {
-				fr = newSummedFrameReader(rc)
+				newReader = newSummedFrameReader
 			}
+			fr := newReader(rc)
 			return readCloser{FrameReader: fr, close: func() error { fr.Close(); return rc.Close() }}, -1, nil
 		}
 		fi, err := st.Stat(ctx, path)
@@ -320,15 +321,11 @@ func endsWithSumFrame(rc io.ReadCloser) bool {
 		return false
 	}
 	fi, err := f.Stat()
-	if err != nil || fi.Size() < sumFrameSize {
+	if err != nil {
 		return false
 	}
-	b := make([]byte, sumFrameSize)
-	if _, err := f.ReadAt(b, fi.Size()-sumFrameSize); err != nil {
-		return false
-	}
-	_, ok = parseSumFrame(b)
-	return ok
+	_, ok, err = sumFrameAt(f, fi.Size())
+	return ok && err == nil
 }
 
 // RawReader reads a raw archived WAL file, and checks it against its
