@@ -59,10 +59,16 @@ func compressAll(t testing.TB, in []byte) []byte {
 // (parallel), which must agree, and returns the result.
 func decodeBoth(t testing.TB, z []byte) ([]byte, error) {
 	t.Helper()
-	viaRead, errRead := io.ReadAll(struct{ io.Reader }{NewFrameReader(bytes.NewReader(z))})
+	return decodeBothWith(t, z, NewFrameReader)
+}
+
+// decodeBothWith is decodeBoth with the FrameReaders newReader makes.
+func decodeBothWith(t testing.TB, z []byte, newReader func(io.Reader) *FrameReader) ([]byte, error) {
+	t.Helper()
+	viaRead, errRead := io.ReadAll(struct{ io.Reader }{newReader(bytes.NewReader(z))})
 	var viaWriteTo bytes.Buffer
 	// Two Reads first, so WriteTo starts inside a frame.
-	fr := NewFrameReader(bytes.NewReader(z))
+	fr := newReader(bytes.NewReader(z))
 	head := make([]byte, 10)
 	n, errHead := io.ReadFull(fr, head)
 	viaWriteTo.Write(head[:n])
@@ -241,19 +247,11 @@ func compressSummedAll(t testing.TB, in []byte) []byte {
 	return z
 }
 
-// decodeTrusting decodes z, known to end with its sum frame, through Read
-// and WriteTo as OpenWAL does for a local file, and returns the result.
+// decodeTrusting decodes z, known to end with its sum frame, as OpenWAL
+// does a local file, through Read and WriteTo.
 func decodeTrusting(t testing.TB, z []byte) ([]byte, error) {
 	t.Helper()
-	viaRead, errRead := io.ReadAll(struct{ io.Reader }{newSummedFrameReader(bytes.NewReader(z))})
-	var viaWriteTo bytes.Buffer
-	fr := newSummedFrameReader(bytes.NewReader(z))
-	_, errWriteTo := fr.WriteTo(&viaWriteTo)
-	fr.Close()
-	if (errRead == nil) != (errWriteTo == nil) || (errRead == nil && !bytes.Equal(viaRead, viaWriteTo.Bytes())) {
-		t.Fatalf("Read gave %d bytes and %v, WriteTo %d bytes and %v", len(viaRead), errRead, viaWriteTo.Len(), errWriteTo)
-	}
-	return viaRead, errRead
+	return decodeBothWith(t, z, newSummedFrameReader)
 }
 
 // A stream read on the strength of its sum frame alone (the frames' own
