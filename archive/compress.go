@@ -87,18 +87,98 @@ var encoderPool = sync.Pool{New: func() any {
 
 // Compress returns a reader of the zstd-compressed bytes of r. Reading it
 // returns r's read error, if any. Close stops the work early.
-func Compress(r io.Reader) io.ReadCloser {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(compressFrames(pw, r, false)) }()
-	return pr
-}
+//
+// The reader is also a FramesWriter, which a storage writing to a local
+// file uses instead of Read.
+func Compress(r io.Reader) io.ReadCloser { return &compressed{r: r} }
 
 // compressSummed is Compress with a sum frame at the end of the stream
 // (see WALChecksum): how WAL files are stored.
-func compressSummed(r io.Reader) io.ReadCloser {
-	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(compressFrames(pw, r, true)) }()
-	return pr
+func compressSummed(r io.Reader) io.ReadCloser { return &compressed{r: r, summed: true} }
+
+// A FramesWriter is a reader that makes its bytes as it goes (Compress's)
+// and can write them out instead of being read: each frame goes to w as it
+// is made, with no pipe and no copy buffer between, and raw frames go to a
+// BuffersWriter without being copied at all. It is not io.WriterTo on
+// purpose: io.Copy would then prefer it over a destination's own ReadFrom
+// (SFTP's, which keeps several writes in flight).
+type FramesWriter interface {
+	io.Reader
+	// WriteFramesTo writes the whole stream to w, if no Read came first
+	// (else what is left of it). An error is w's, or the source's.
+	WriteFramesTo(w io.Writer) (int64, error)
+}
+
+// BuffersWriter is implemented by writers that take several buffers in one
+// call (writev(2) on a file), which saves copying pieces into one buffer.
+type BuffersWriter interface {
+	io.Writer
+	// WriteBuffers writes the buffers in order, as one Write of their
+	// concatenation would.
+	WriteBuffers(bufs [][]byte) (int64, error)
+}
+
+// compressed is the reader Compress returns: the first Read starts
+// compressFrames on a goroutine, writing into a pipe; a WriteFramesTo
+// before any Read runs it on the caller's writer.
+type compressed struct {
+	r      io.Reader
+	summed bool
+	pr     *io.PipeReader
+	ran    bool // WriteTo ran compressFrames
+	closed bool
+}
+
+func (c *compressed) Read(p []byte) (int, error) {
+	if c.pr == nil {
+		switch {
+		case c.closed:
+			return 0, io.ErrClosedPipe
+		case c.ran:
+			return 0, io.EOF
+		}
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(compressFrames(pw, c.r, c.summed)) }()
+		c.pr = pr
+	}
+	return c.pr.Read(p)
+}
+
+// WriteFramesTo writes the compressed stream to w; see FramesWriter.
+func (c *compressed) WriteFramesTo(w io.Writer) (int64, error) {
+	if c.pr != nil || c.ran || c.closed {
+		return io.Copy(w, c)
+	}
+	c.ran = true
+	cw := &countingWriter{w: w}
+	err := compressFrames(cw, c.r, c.summed)
+	return cw.n, err
+}
+
+func (c *compressed) Close() error {
+	c.closed = true
+	if c.pr != nil {
+		return c.pr.Close()
+	}
+	return nil
+}
+
+// countingWriter counts what it writes, and passes WriteBuffers on.
+type countingWriter struct {
+	w io.Writer
+	n int64
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	c.n += int64(n)
+	return n, err
+}
+
+func (c *countingWriter) WriteBuffers(bufs [][]byte) (int64, error) {
+	n, err := c.w.(BuffersWriter).WriteBuffers(bufs)
+	c.n += n
+	return n, err
 }
 
 // bufPool holds frame-sized buffers for input chunks and output frames.
@@ -109,22 +189,37 @@ var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, frameSize+frameSi
 
 // compressFrames reads r in frameSize chunks, compresses up to GOMAXPROCS
 // chunks at a time and writes the frames to w in order, then, if summed,
-// the sum frame of what r read.
+// the sum frame of what r read. Raw frames go to w in pieces, uncopied,
+// when w is a countingWriter over a BuffersWriter (WriteFramesTo's case).
 func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 	var sum contentSum
 	if summed {
 		sum.h = xxhash.New()
 	}
+	var vec BuffersWriter
+	if cw, ok := w.(*countingWriter); ok {
+		if _, ok := cw.w.(BuffersWriter); ok {
+			vec = cw
+		}
+	}
 	workers := min(runtime.GOMAXPROCS(0), 4)
 	type job struct {
 		in, out *[]byte
+		raw     [][]byte // the frame in pieces (vec only): headers in out, blocks in in
 		done    chan struct{}
 	}
 	jobs := make(chan *job, workers)
 	errc := make(chan error, 1)
+	stop := make(chan struct{}) // closed once a write failed: read no further
 	go func() {
 		defer close(jobs)
 		for {
+			select {
+			case <-stop:
+				errc <- nil
+				return
+			default:
+			}
 			in := bufPool.Get().(*[]byte)
 			*in = (*in)[:frameSize]
 			n, err := io.ReadFull(r, *in)
@@ -135,7 +230,14 @@ func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 				}
 				j := &job{in: in, out: bufPool.Get().(*[]byte), done: make(chan struct{})}
 				go func() {
-					*j.out = compressFrame((*j.out)[:0], *j.in)
+					switch raw := incompressible(*j.in); {
+					case raw && vec != nil:
+						j.raw = rawFrameParts((*j.out)[:0], *j.in)
+					case raw:
+						*j.out = rawFrame((*j.out)[:0], *j.in)
+					default:
+						*j.out = encodeFrame((*j.out)[:0], *j.in)
+					}
 					close(j.done)
 				}()
 				jobs <- j
@@ -157,8 +259,15 @@ func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 	for j := range jobs {
 		<-j.done
 		if werr == nil {
-			_, werr = w.Write(*j.out)
+			if j.raw != nil {
+				_, werr = vec.WriteBuffers(j.raw)
+			} else {
+				_, werr = w.Write(*j.out)
+			}
 			wrote = true
+			if werr != nil {
+				close(stop)
+			}
 		}
 		bufPool.Put(j.in)
 		bufPool.Put(j.out)
@@ -168,9 +277,7 @@ func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 	}
 	if werr == nil && !wrote {
 		// An empty input still needs one (empty) frame to be a valid file.
-		e := encoderPool.Get().(*zstd.Encoder)
-		_, werr = w.Write(e.EncodeAll(nil, nil))
-		encoderPool.Put(e)
+		_, werr = w.Write(encodeFrame(nil, nil))
 	}
 	if werr == nil && summed {
 		_, werr = w.Write(appendSumFrame(nil, Checksum{Sum: sum.h.Sum64(), Size: sum.n}))
@@ -186,6 +293,11 @@ func compressFrame(dst, in []byte) []byte {
 	if incompressible(in) {
 		return rawFrame(dst, in)
 	}
+	return encodeFrame(dst, in)
+}
+
+// encodeFrame returns in as one zstd-compressed frame with its checksum.
+func encodeFrame(dst, in []byte) []byte {
 	e := encoderPool.Get().(*zstd.Encoder)
 	defer encoderPool.Put(e)
 	return e.EncodeAll(in, dst)
@@ -206,29 +318,49 @@ func incompressible(in []byte) bool {
 	return raw
 }
 
-// rawFrame returns in as a zstd frame of raw blocks (RFC 8878): the frame
-// header with the content size and the checksum flag, blocks of at most
-// 128 KiB stored as they are, and the low 32 bits of in's XXH64.
+// rawFrame returns in as a zstd frame of raw blocks (see rawFrameParts)
+// appended to out.
 func rawFrame(out, in []byte) []byte {
+	var hdr [64]byte
+	for _, p := range rawFrameParts(hdr[:0], in) {
+		out = append(out, p...)
+	}
+	return out
+}
+
+// rawFrameParts returns in as a zstd frame of raw blocks (RFC 8878), in
+// pieces: the frame header with the content size and the checksum flag,
+// then each block of at most 128 KiB with its header, stored as it is,
+// then the low 32 bits of in's XXH64. The headers are appended to hdr, the
+// blocks are slices of in.
+func rawFrameParts(hdr, in []byte) [][]byte {
 	const maxBlock = 128 << 10
-	out = binary.LittleEndian.AppendUint32(out, 0xFD2FB528)
+	hdr = binary.LittleEndian.AppendUint32(hdr[:0], 0xFD2FB528)
 	// Frame header descriptor: 4-byte content size, single segment (the
 	// window is the content), content checksum.
-	out = append(out, 2<<6|1<<5|1<<2)
-	out = binary.LittleEndian.AppendUint32(out, uint32(len(in)))
-	for off := 0; off < len(in) || off == 0; off += maxBlock {
+	hdr = append(hdr, 2<<6|1<<5|1<<2)
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(len(in)))
+	var ends []int // where each block's header ends in hdr
+	for off := 0; ; off += maxBlock {
 		n := min(maxBlock, len(in)-off)
-		hdr := uint32(n) << 3 // block type 0: raw
+		h := uint32(n) << 3 // block type 0: raw
 		if off+n == len(in) {
-			hdr |= 1 // last block
+			h |= 1 // last block
 		}
-		out = append(out, byte(hdr), byte(hdr>>8), byte(hdr>>16))
-		out = append(out, in[off:off+n]...)
-		if n == 0 {
+		hdr = append(hdr, byte(h), byte(h>>8), byte(h>>16))
+		ends = append(ends, len(hdr))
+		if off+n == len(in) {
 			break
 		}
 	}
-	return binary.LittleEndian.AppendUint32(out, uint32(xxhash.Sum64(in)))
+	hdr = binary.LittleEndian.AppendUint32(hdr, uint32(xxhash.Sum64(in)))
+	parts := make([][]byte, 0, 2*len(ends)+1)
+	start := 0
+	for i, end := range ends {
+		parts = append(parts, hdr[start:end], in[i*maxBlock:min((i+1)*maxBlock, len(in))])
+		start = end
+	}
+	return append(parts, hdr[start:])
 }
 
 // Decompress returns a reader of the bytes that r holds compressed. A

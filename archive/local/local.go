@@ -29,6 +29,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -243,9 +244,23 @@ func (s *Storage) store(ctx context.Context, name string, r io.Reader, replace b
 	return nil
 }
 
-// copyCtx copies r to w, checking ctx between reads so that a cancelled
-// Put of a large file stops early.
-func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
+// copyCtx copies r to f, checking ctx between reads so that a cancelled
+// Put of a large file stops early. An archive.FramesWriter (compressed WAL)
+// writes straight into f instead, without a copy buffer between, and may
+// hand f several buffers at once (writev(2)).
+func copyCtx(ctx context.Context, f *os.File, r io.Reader) error {
+	if fr, ok := r.(archive.FramesWriter); ok {
+		fw := &fileWriter{ctx: ctx, f: f}
+		_, err := fr.WriteFramesTo(fw)
+		switch {
+		case err == nil:
+			return nil
+		case fw.err != nil && errors.Is(err, fw.err):
+			return err
+		}
+		return fmt.Errorf("read source: %w", err)
+	}
+	var w io.Writer = f
 	bp := bufPool.Get().(*[]byte)
 	defer bufPool.Put(bp)
 	buf := *bp
@@ -264,6 +279,75 @@ func copyCtx(ctx context.Context, w io.Writer, r io.Reader) error {
 		}
 		if rerr != nil {
 			return fmt.Errorf("read source: %w", rerr)
+		}
+	}
+}
+
+// fileWriter writes to f for copyCtx, failing once ctx is done, and
+// remembers its own failure, which copyCtx tells apart from the source's.
+type fileWriter struct {
+	ctx context.Context
+	f   *os.File
+	err error
+}
+
+func (w *fileWriter) Write(p []byte) (int, error) {
+	if w.err = w.ctx.Err(); w.err != nil {
+		return 0, w.err
+	}
+	n, err := w.f.Write(p)
+	w.err = err
+	return n, err
+}
+
+// WriteBuffers writes bufs with writev(2), as many as one call takes, until
+// all are written; see archive.BuffersWriter.
+func (w *fileWriter) WriteBuffers(bufs [][]byte) (int64, error) {
+	if w.err = w.ctx.Err(); w.err != nil {
+		return 0, w.err
+	}
+	rc, err := w.f.SyscallConn()
+	if err != nil {
+		w.err = err
+		return 0, err
+	}
+	var total int64
+	bufs = slices.Clone(bufs) // trimmed below as they are written
+	for {
+		for len(bufs) > 0 && len(bufs[0]) == 0 {
+			bufs = bufs[1:]
+		}
+		if len(bufs) == 0 {
+			return total, nil
+		}
+		var n int
+		var werr error
+		if err := rc.Write(func(fd uintptr) bool {
+			n, werr = unix.Writev(int(fd), bufs[:min(len(bufs), 1024)]) // IOV_MAX
+			return werr != unix.EAGAIN
+		}); err != nil {
+			werr = err
+		}
+		if werr == unix.EINTR {
+			continue
+		}
+		if werr != nil {
+			w.err = &fs.PathError{Op: "write", Path: w.f.Name(), Err: werr}
+			return total, w.err
+		}
+		if n == 0 {
+			w.err = &fs.PathError{Op: "write", Path: w.f.Name(), Err: io.ErrShortWrite}
+			return total, w.err
+		}
+		total += int64(n)
+		for n > 0 && len(bufs) > 0 {
+			if n < len(bufs[0]) {
+				bufs[0] = bufs[0][n:]
+				n = 0
+				break
+			}
+			n -= len(bufs[0])
+			bufs = bufs[1:]
 		}
 	}
 }
