@@ -211,6 +211,7 @@ func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 	jobs := make(chan *job, workers)
 	errc := make(chan error, 1)
 	stop := make(chan struct{}) // closed once a write failed: read no further
+	sem := make(chan struct{}, workers)
 	go func() {
 		defer close(jobs)
 		for {
@@ -230,6 +231,11 @@ func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 				}
 				j := &job{in: in, out: bufPool.Get().(*[]byte), done: make(chan struct{})}
 				go func() {
+					// Chunks are read ahead of the workers, but only
+					// workers of them compress at once: each holds an
+					// encoder, fresh memory in a new process.
+					sem <- struct{}{}
+					defer func() { <-sem }()
 					switch raw := incompressible(*j.in); {
 					case raw && vec != nil:
 						j.raw = rawFrameParts((*j.out)[:0], *j.in)
@@ -314,9 +320,15 @@ func incompressible(in []byte) bool {
 	}
 	e := encoderPool.Get().(*zstd.Encoder)
 	defer encoderPool.Put(e)
-	raw, _ := incompressibleInto(e, in, nil)
+	scratch := samplePool.Get().(*[]byte)
+	defer samplePool.Put(scratch)
+	var raw bool
+	raw, *scratch = incompressibleInto(e, in, *scratch)
 	return raw
 }
+
+// samplePool holds incompressible's output buffers.
+var samplePool = sync.Pool{New: func() any { b := make([]byte, 0, sampleSize+sampleSize/64+64); return &b }}
 
 // rawFrame returns in as a zstd frame of raw blocks (see rawFrameParts)
 // appended to out.
