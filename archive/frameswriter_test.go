@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"errors"
 	"io"
-	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -43,13 +42,13 @@ func within(b, in []byte) bool {
 // to a BuffersWriter alike; to the latter, raw frames go as pieces of the
 // chunks read (no copy), compressed frames as one Write each.
 func TestWriteFramesToIsTheSameStream(t *testing.T) {
-	mixed := slices.Concat(incompressibleBytes(3<<20+77), wordy(2<<20), incompressibleBytes(frameSize))
+	mixed := slices.Concat(incompressibleBytes(3<<20+77), compressible(2<<20, 5), incompressibleBytes(frameSize))
 	inputs := map[string][]byte{
 		"empty":          nil,
 		"one byte":       []byte("x"),
 		"one raw block":  incompressibleBytes(128 << 10),
 		"frame of zeros": make([]byte, frameSize),
-		"compressible":   wordy(5<<20 + 123),
+		"compressible":   compressible(5<<20+123, 9),
 		"incompressible": incompressibleBytes(4 << 20),
 		"mixed":          mixed,
 	}
@@ -91,7 +90,7 @@ func TestWriteFramesToIsTheSameStream(t *testing.T) {
 			switch name {
 			case "incompressible", "one raw block":
 				rawBytes = len(in)
-			case "mixed": // the frames that start or end in the wordy part compress
+			case "mixed": // the frames that start or end in the compressible part compress
 				rawBytes = 4 << 20
 			}
 			if uncopied < rawBytes || (rawBytes == 0 && pw.calls != 0) {
@@ -100,18 +99,6 @@ func TestWriteFramesToIsTheSameStream(t *testing.T) {
 			}
 		}
 	}
-}
-
-// wordy returns n bytes of words drawn at random from a few: zstd's
-// fastest level shrinks it to about a third, in every frame.
-func wordy(n int) []byte {
-	words := strings.Fields("walship ships whole WAL segments into an archive atomically and durably fsync rename")
-	r := rand.New(rand.NewPCG(11, 12))
-	b := make([]byte, 0, n+16)
-	for len(b) < n {
-		b = append(append(b, words[r.IntN(len(words))]...), ' ')
-	}
-	return b[:n]
 }
 
 // recordingReader remembers the buffers it was read into.
@@ -135,7 +122,7 @@ func (f *failingWriter) WriteBuffers([][]byte) (int64, error) { return 0, f.err 
 // for nothing; a source error comes back as it is.
 func TestWriteFramesToErrors(t *testing.T) {
 	full := errors.New("no space left")
-	for name, in := range map[string][]byte{"compressible": wordy(64 << 20), "incompressible": incompressibleBytes(64 << 20)} {
+	for name, in := range map[string][]byte{"compressible": compressible(64<<20, 3), "incompressible": incompressibleBytes(64 << 20)} {
 		cr := &CountingReader{R: bytes.NewReader(in)}
 		_, err := Compress(cr).(FramesWriter).WriteFramesTo(&failingWriter{full})
 		if !errors.Is(err, full) {
@@ -156,7 +143,7 @@ func TestWriteFramesToErrors(t *testing.T) {
 // Read and WriteFramesTo share one stream: whichever comes second goes on
 // where the first stopped, and a closed reader reads nothing.
 func TestWriteFramesToAfterRead(t *testing.T) {
-	in := wordy(3 << 20)
+	in := compressible(3<<20, 4)
 	want, _ := io.ReadAll(Compress(bytes.NewReader(in)))
 
 	c := Compress(bytes.NewReader(in))
