@@ -16,13 +16,18 @@
 #
 # Tools: walship push (zstd, none; its defaults, one segment per call, and
 # with --look-ahead 8 --jobs 2) and pgBackRest 2.45 archive-push
-# with archive-async=y and process-max=2 (lz4, zst level 1, none).
+# with archive-async=y and process-max=2 (lz4, zst level 1, none). With
+# SFTP=1, also walship push into the same kind of fresh archive through an
+# OpenSSH sshd on loopback (bench/sshd.sh): one segment per call, and
+# --look-ahead 8 with --jobs 2 and 4 (pgBackRest 2.45 has no SFTP
+# repository).
 #
 # Needs root (runuser), PostgreSQL 15 in /usr/lib/postgresql/15/bin,
-# pgbackrest, and bin/walship (make build).
+# pgbackrest, and bin/walship (make build); openssh-server for SFTP=1.
 #
 # Environment: WORK=/var/tmp/walship-bench-drain, BACKLOG=200, ROUNDS=3,
-# LOAD=60 (0 skips the sustained load), TOOLS (a space-separated subset).
+# LOAD=60 (0 skips the sustained load), TOOLS (a space-separated subset),
+# SFTP=0, SSH_PORT=55423.
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 WORK=${WORK:-/var/tmp/walship-bench-drain}
@@ -32,6 +37,8 @@ LOAD=${LOAD:-60}
 PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
 PGPORT=${PGPORT:-55443}
 WALSHIP=${WALSHIP:-$REPO/bin/walship}
+SFTP=${SFTP:-0}
+SSH_PORT=${SSH_PORT:-55423}
 PGDATA=$WORK/pgdata
 SOCK=$WORK/run
 OUT=$WORK/results/$(date -u +%Y%m%dT%H%M%SZ)
@@ -58,7 +65,8 @@ pg_start() {
 # The server is stopped at the end: left running, it would also keep the
 # caller's file descriptors (bench/run's flock on the machine's PostgreSQL
 # lock among them). Its data directory, and so the backlog, stays.
-trap 'pg_running && as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null' EXIT
+SSHD_PID=
+trap 'pg_running && as_pg "$PGBIN/pg_ctl" -D "$PGDATA" -m fast -w stop >/dev/null; [[ -z $SSHD_PID ]] || kill "$SSHD_PID"' EXIT
 set_archive_command() { # COMMAND: set it and make the archiver see it
 	psql_ -d postgres -c "alter system set archive_command = \$\$$1\$\$" -c "select pg_reload_conf()" >/dev/null
 }
@@ -164,7 +172,20 @@ declare -A CMD=(
 	[pgbackrest-async-zst1]="pgbackrest $c --compress-type=zst --compress-level=1 archive-push %p"
 	[pgbackrest-async-none]="pgbackrest $c --compress-type=none archive-push %p"
 )
-TOOLS=(${TOOLS:-walship-zstd walship-zstd-ahead8 walship-none walship-none-ahead8 pgbackrest-async-lz4 pgbackrest-async-zst1 pgbackrest-async-none})
+DEFAULT_TOOLS="walship-zstd walship-zstd-ahead8 walship-none walship-none-ahead8 pgbackrest-async-lz4 pgbackrest-async-zst1 pgbackrest-async-none"
+if [[ $SFTP == 1 ]]; then
+	. "$REPO/bench/sshd.sh"
+	start_sshd "$WORK/ssh" "$SSH_PORT" || die "cannot start sshd"
+	# The archiver runs as postgres: its own copy of the client key. It logs
+	# in as root (sshd refuses the locked postgres account without PAM).
+	install -o postgres -m 600 "$SSH_KEY" "$WORK/ssh/postgres_key"
+	sftp="$WALSHIP push --identity $WORK/ssh/postgres_key --known-hosts $SSH_KNOWN_HOSTS --archive sftp://root@127.0.0.1:$SSH_PORT{dir}"
+	CMD[walship-sftp-zstd]="$sftp %p %f"
+	CMD[walship-sftp-zstd-ahead8]="$sftp --look-ahead 8 --jobs 2 %p %f"
+	CMD[walship-sftp-zstd-ahead8-jobs4]="$sftp --look-ahead 8 --jobs 4 %p %f"
+	DEFAULT_TOOLS+=" walship-sftp-zstd walship-sftp-zstd-ahead8 walship-sftp-zstd-ahead8-jobs4"
+fi
+TOOLS=(${TOOLS:-$DEFAULT_TOOLS})
 
 drain() { # TOOL ROUND: one timed drain into a fresh archive
 	local tool=$1 dir=$WORK/archive/$1
@@ -220,7 +241,8 @@ python3 - "$OUT/drain.tsv" "${#SEGS[@]}" <<-'EOF'
 	print("|---|---|")
 	for a, b in [("walship-zstd", "pgbackrest-async-zst1"), ("walship-zstd", "pgbackrest-async-lz4"),
 	             ("walship-none", "pgbackrest-async-none"), ("walship-zstd-ahead8", "walship-zstd"),
-	             ("walship-none-ahead8", "walship-none")]:
+	             ("walship-none-ahead8", "walship-none"), ("walship-sftp-zstd", "walship-zstd"),
+	             ("walship-sftp-zstd-ahead8", "walship-sftp-zstd"), ("walship-sftp-zstd-ahead8-jobs4", "walship-sftp-zstd")]:
 	    if a in med and b in med:
 	        print(f"| {a} / {b} | {med[a]/med[b]:.2f} |")
 EOF

@@ -67,35 +67,9 @@ cleanup() {
 }
 trap cleanup EXIT
 
+. "$REPO/bench/sshd.sh"
 K=$S/ssh
-rm -rf "$K" && mkdir -m 700 "$K"
-ssh-keygen -q -t ed25519 -N '' -C walship-bench-host -f "$K/host_key"
-ssh-keygen -q -t ed25519 -N '' -C walship-bench-client -f "$K/id_ed25519"
-cp "$K/id_ed25519.pub" "$K/authorized_keys"
-echo "[127.0.0.1]:$SSH_PORT $(cut -d' ' -f1,2 "$K/host_key.pub")" >"$K/known_hosts"
-cat >"$K/sshd_config" <<EOF
-Port $SSH_PORT
-ListenAddress 127.0.0.1
-HostKey $K/host_key
-PidFile none
-UsePAM no
-StrictModes no
-AuthorizedKeysFile $K/authorized_keys
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-PermitRootLogin prohibit-password
-UseDNS no
-MaxStartups 100
-Subsystem sftp internal-sftp
-EOF
-mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$K/sshd_config" 2>"$S/sshd.log" &
-SSHD_PID=$!
-for _ in $(seq 100); do
-	ssh-keyscan -p "$SSH_PORT" 127.0.0.1 >/dev/null 2>&1 && break
-	kill -0 "$SSHD_PID" 2>/dev/null || die "sshd exited: $(cat "$S/sshd.log")"
-	sleep 0.1
-done
+start_sshd "$K" "$SSH_PORT" || die "cannot start sshd"
 
 URL=sftp://root@127.0.0.1:$SSH_PORT
 W="$WALSHIP push --identity $K/id_ed25519 --known-hosts $K/known_hosts"

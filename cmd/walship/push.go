@@ -56,8 +56,9 @@ up to N of the next segments marked ready in pg_wal/archive_status that the
 archive lacks, --jobs files at a time, and exits once every one is done;
 PostgreSQL's calls for those then find them archived and answer after
 comparing checksums. With no backlog it ships its own file only. It is off
-by default: where compression keeps every core busy it does not pay; try it
-when a remote archive's latency bounds each push.
+by default: where compression keeps every core busy it does not pay, nor
+over SFTP, where each call's own login is most of its time; try it where
+the upload itself bounds each push (an S3 archive far away).
 
 ` + exitHelp(roleArchive),
 		Flags: append([]cli.Flag{
