@@ -52,53 +52,66 @@ type Spool struct {
 // that a file that does not belong (another cluster's, a truncated one) is
 // never handed over; such an entry is removed and Take returns an error.
 func (s *Spool) Take(name, dest string, exp Expect) (bool, error) {
+	size, err := s.TakeSegment(name, dest, exp)
+	return size != 0, err
+}
+
+// TakeSegment is Take, returning the segment size of the copy it moved, 0
+// when there was none. With an Expect that names the cluster but not its
+// segment size (a standby's pg_control read alone), the copy's own page
+// header gives it.
+func (s *Spool) TakeSegment(name, dest string, exp Expect) (int64, error) {
 	n, err := wal.ParseName(name)
 	if err != nil || n.Kind != wal.Segment {
-		return false, err
+		return 0, err
 	}
 	path := filepath.Join(s.Dir, name)
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
+		return 0, nil
 	}
 	if err != nil {
-		return false, err
+		return 0, err
 	}
-	err = checkSpooled(f, n, exp)
+	size, err := checkSpooled(f, n, exp)
 	f.Close()
 	if err != nil {
 		os.Remove(path)
-		return false, fmt.Errorf("spooled %s: %w", name, err)
+		return 0, fmt.Errorf("spooled %s: %w", name, err)
 	}
 	err = os.Rename(path, dest)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil // taken by a concurrent fetch of the same file
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return 0, nil // taken by a concurrent fetch of the same file
+	case err != nil:
+		return 0, err
 	}
-	return err == nil, err
+	return size, nil
 }
 
 // checkSpooled checks what a spool entry cannot have lost since Fill
-// verified it without walship noticing: its size and its page header.
-func checkSpooled(f *os.File, n wal.Name, exp Expect) error {
+// verified it without walship noticing: its size and its page header. It
+// returns the segment size.
+func checkSpooled(f *os.File, n wal.Name, exp Expect) (int64, error) {
 	fi, err := f.Stat()
 	if err != nil {
-		return err
+		return 0, err
 	}
 	buf := make([]byte, wal.LongHeaderSize)
 	if _, err := io.ReadFull(f, buf); err != nil {
-		return err
+		return 0, err
 	}
 	h, err := wal.ParseLongHeader(buf)
 	if err != nil {
-		return err
+		return 0, err
 	}
 	if err := h.Check(n, exp.SystemID, exp.SegmentSize); err != nil {
-		return err
+		return 0, err
 	}
 	if fi.Size() != int64(h.SegmentSize) {
-		return fmt.Errorf("%d bytes, the segment size is %d", fi.Size(), h.SegmentSize)
+		return 0, fmt.Errorf("%d bytes, the segment size is %d", fi.Size(), h.SegmentSize)
 	}
-	return nil
+	return int64(h.SegmentSize), nil
 }
 
 // Prune removes the entries recovery will not ask for after name: older

@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
+	"errors"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/walship/walship/archive/sftp/sftptest"
 	"github.com/walship/walship/internal/cli"
+	"github.com/walship/walship/waiter"
 )
 
 // backupApp is the walship app with the backup commands, whether or not
@@ -165,5 +170,134 @@ func TestFetchPrefetchSpawns(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(dest); !bytes.Equal(b, segment(42, 4, 7)) {
 		t.Errorf("spooled segment differs")
+	}
+}
+
+// writeControl gives pgdata a pg_control naming cluster sysid.
+func writeControl(t *testing.T, pgdata string, sysid uint64) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Join(pgdata, "global"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	control := make([]byte, 8192)
+	binary.LittleEndian.PutUint64(control, sysid)
+	if err := os.WriteFile(filepath.Join(pgdata, "global", "pg_control"), control, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A segment the prefetcher spooled is served without opening the archive
+// (over SFTP, a login saved per segment), checked against the standby's
+// own pg_control; a copy of another cluster is removed, not served, and
+// without a pg_control the archive decides as before.
+func TestFetchSpooledWithoutArchive(t *testing.T) {
+	arch, dir := t.TempDir(), t.TempDir()
+	var out bytes.Buffer
+	run := backupApp(&out)
+	for i, name := range []string{"000000010000000000000003", "000000010000000000000004"} {
+		seg := filepath.Join(dir, name)
+		os.WriteFile(seg, segment(42, uint64(3+i), 7), 0o600)
+		if code, err := run("push", "--archive", arch, seg, name); code != exitOK {
+			t.Fatalf("push: %d, %v", code, err)
+		}
+	}
+	pgdata := t.TempDir()
+	writeControl(t, pgdata, 42)
+	spoolDir := filepath.Join(pgdata, "pg_wal", "walship-spool")
+	if code, err := run("fetch", "--archive", arch, "--prefetch", "2", "--pgdata", pgdata, "--prefetch-after", "000000010000000000000003"); code != exitOK {
+		t.Fatalf("prefetcher: exit %d, %v\n%s", code, err, out.String())
+	}
+	if _, err := os.Stat(filepath.Join(spoolDir, "000000010000000000000004")); err != nil {
+		t.Fatalf("prefetcher left no segment 4: %v", err)
+	}
+
+	// The archive is now an SFTP server that accepts connections and never
+	// answers: opening it would take the whole --ssh-timeout. The spooled
+	// copy is served at once, and the next prefetcher is started.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			defer c.Close()
+		}
+	}()
+	keyDir := t.TempDir()
+	knownHosts, identity := filepath.Join(keyDir, "known_hosts"), filepath.Join(keyDir, "id_ed25519")
+	hostKey, _ := sftptest.NewKey(t)
+	sftptest.WriteFile(t, knownHosts, []byte(sftptest.KnownHostsLine(ln.Addr().String(), hostKey.PublicKey())))
+	_, key := sftptest.NewKey(t)
+	sftptest.WriteFile(t, identity, key)
+	gone := "sftp://walship@" + ln.Addr().String() + "/archive"
+	dest := filepath.Join(dir, "RECOVERYXLOG")
+	var spawned []string
+	fetch := func(pgdata, name, archive string) error {
+		spawned = nil
+		return runFetch(context.Background(), slog.New(slog.DiscardHandler), fetchOptions{
+			Archive: archive, Prefetch: 2, PGData: pgdata, Name: name, Dest: dest, RetryFor: 300 * time.Millisecond,
+			SSH:   sshOptions{KnownHosts: knownHosts, Identities: []string{identity}, Timeout: 2 * time.Second},
+			spawn: func(args []string) error { spawned = args; return nil },
+		})
+	}
+	start := time.Now()
+	if err := fetch(pgdata, "000000010000000000000004", gone); err != nil {
+		t.Fatalf("fetch of a spooled segment, the archive unreachable: %v", err)
+	}
+	if d := time.Since(start); d > 250*time.Millisecond {
+		t.Errorf("served from the spool after %v: it waited for the archive", d)
+	}
+	if b, _ := os.ReadFile(dest); !bytes.Equal(b, segment(42, 4, 7)) {
+		t.Errorf("the served segment is not segment 4")
+	}
+	if want := "--prefetch-after 000000010000000000000004"; !strings.Contains(strings.Join(spawned, " "), want) {
+		t.Errorf("after serving from the spool, spawned %q, want a prefetcher with %s", spawned, want)
+	}
+
+	// Another cluster's copy under the name: removed, and the archive
+	// asked (a local one that is not mounted, so the fetch fails after
+	// --retry-for, never serving it).
+	os.Remove(dest)
+	foreign := filepath.Join(spoolDir, "000000010000000000000005")
+	if err := os.WriteFile(foreign, segment(43, 5, 7), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := fetch(pgdata, "000000010000000000000005", filepath.Join(t.TempDir(), "unmounted")); err == nil {
+		t.Fatal("fetch served another cluster's spooled segment")
+	}
+	if _, err := os.Stat(foreign); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the foreign spooled segment is still there: %v", err)
+	}
+	if _, err := os.Stat(dest); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s exists after a refused copy: %v", dest, err)
+	}
+
+	// No pg_control (not run in a data directory), or one that names no
+	// cluster (zeros): nothing local says which cluster a copy must be of,
+	// so the spool is not served before the archive's identity is read.
+	for name, sysid := range map[string]uint64{"no pg_control": 1, "zeroed pg_control": 0} {
+		pd := t.TempDir()
+		if sysid == 0 {
+			writeControl(t, pd, 0)
+		}
+		sp := &waiter.Spool{Dir: filepath.Join(pd, waiter.DefaultSpoolDir)}
+		os.MkdirAll(sp.Dir, 0o700)
+		copyPath := filepath.Join(sp.Dir, "000000010000000000000006")
+		if err := os.WriteFile(copyPath, segment(43, 6, 7), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		opts := fetchOptions{Archive: arch, Prefetch: 2, PGData: pd, Name: "000000010000000000000006", Dest: dest,
+			spawn: func([]string) error { return nil }}
+		if fetchSpooled(slog.New(slog.DiscardHandler), opts, pd, sp) {
+			t.Errorf("%s: served a spooled segment without the archive", name)
+		}
+		if _, err := os.Stat(copyPath); err != nil {
+			t.Errorf("%s: the spooled copy was taken: %v", name, err)
+		}
 	}
 }
