@@ -11,6 +11,9 @@
 #               prefetcher left its spool files dirty for the server to fsync
 #   pgbackrest, pgbackrest-async   archive-get, one call per segment / archive-async
 #               with process-max 2 (only when pgbackrest is installed)
+#   sftp-fetch  walship fetch with its defaults, from the zstd archive through
+#               OpenSSH's sshd on loopback (bench/sshd.sh)
+#   base-sftp-fetch  the same, as built from $BASE
 #   floor       the same WAL put into pg_wal beforehand, no restore_command
 # Each run is timed from pg_ctl start to the end of recovery (the server
 # accepting connections after it promoted), and the WAL replayed is divided
@@ -33,6 +36,7 @@
 #   SRC=$REPO       the source tree walship is built from
 #   STRACE=MODE     instead, one run of MODE with the startup process under
 #                   strace -T (per-syscall times in $WORK/strace.txt)
+#   SSH_PORT=55452  the sshd of the sftp modes
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -63,7 +67,8 @@ command -v pgbackrest >/dev/null && backrest=1
 as_pg() { runuser -u postgres -- "$@"; }
 psql_() { as_pg "$PGBIN/psql" -X -q -At -h "$SOCK" -p "$PGPORT" -d postgres -v ON_ERROR_STOP=1 "$@"; }
 stop() { as_pg "$PGBIN/pg_ctl" -D "$1" -m immediate -w stop >/dev/null 2>&1 || true; }
-trap 'stop "$PRIMARY"; stop "$R"' EXIT
+SSHD_PID=
+trap 'stop "$PRIMARY"; stop "$R"; [[ -z $SSHD_PID ]] || kill "$SSHD_PID"' EXIT
 
 mkdir -p "$WORK/bin" "$W"
 (cd "${SRC:-$REPO}" && CGO_ENABLED=0 go build -trimpath -ldflags '-s -w' -o "$BIN" ./cmd/walship)
@@ -218,6 +223,14 @@ floor() {
 	timed "floor: WAL in pg_wal already"
 }
 
+if [[ " $MODES " == *"sftp-"* ]]; then
+	. "$REPO/bench/sshd.sh"
+	start_sshd "$WORK/ssh" "${SSH_PORT:-55452}" || die "cannot start sshd"
+	# restore_command runs as postgres: its own copy of the client key. It
+	# logs in as root (sshd refuses the locked postgres account without PAM).
+	install -o postgres -m 600 "$SSH_KEY" "$WORK/ssh/postgres_key"
+	sftp="--identity $WORK/ssh/postgres_key --known-hosts $SSH_KNOWN_HOSTS --archive sftp://root@127.0.0.1:${SSH_PORT:-55452}$ARCH"
+fi
 get="pgbackrest --config=$CONF --stanza=bench --pg1-path=$R"
 fetch="$BIN fetch --archive $ARCH"
 run_mode() {
@@ -232,6 +245,8 @@ run_mode() {
 	pgbackrest) [[ $backrest == 0 ]] || replay "pgbackrest archive-get" "$get archive-get %f \"%p\"" ;;
 	pgbackrest-async) [[ $backrest == 0 ]] ||
 		replay "pgbackrest archive-get async" "$get --archive-async --process-max=2 archive-get %f \"%p\"" ;;
+	sftp-fetch) replay "walship fetch over SFTP" "$BIN fetch $sftp %f %p" ;;
+	base-sftp-fetch) replay "walship $BASE fetch over SFTP" "$BASEBIN fetch $sftp %f %p" ;;
 	floor) floor ;;
 	*) die "unknown mode $1" ;;
 	esac
@@ -271,5 +286,8 @@ python3 "$REPO/bench/summary.py" "$OUT" \
 	"walship fetch --prefetch 8" "cp" \
 	"walship fetch --prefetch 16" "cp" \
 	"floor: WAL in pg_wal already" "cp" \
+	"walship fetch over SFTP" "cp" \
+	"walship $BASE fetch over SFTP" "cp" \
+	"walship fetch over SFTP" "walship $BASE fetch over SFTP" \
 	"walship fetch" "pgbackrest archive-get async" | tee -a "$OUT"
 log "results in $OUT"

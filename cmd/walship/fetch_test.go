@@ -124,10 +124,13 @@ func init() {
 	startPrefetcher = func([]string) error { return nil }
 }
 
-func TestFetchPrefetchSpawns(t *testing.T) {
-	arch, dir := t.TempDir(), t.TempDir()
-	var out bytes.Buffer
-	run := backupApp(&out)
+// archiveOfSegments34 returns an archive holding segments 3 and 4 of
+// cluster 42, the directory they were pushed from, and the app that pushed
+// them with the buffer of its output.
+func archiveOfSegments34(t *testing.T) (arch, dir string, run func(args ...string) (int, error), out *bytes.Buffer) {
+	t.Helper()
+	arch, dir, out = t.TempDir(), t.TempDir(), new(bytes.Buffer)
+	run = backupApp(out)
 	for i, name := range []string{"000000010000000000000003", "000000010000000000000004"} {
 		seg := filepath.Join(dir, name)
 		os.WriteFile(seg, segment(42, uint64(3+i), 7), 0o600)
@@ -135,6 +138,11 @@ func TestFetchPrefetchSpawns(t *testing.T) {
 			t.Fatalf("push: %d, %v", code, err)
 		}
 	}
+	return arch, dir, run, out
+}
+
+func TestFetchPrefetchSpawns(t *testing.T) {
+	arch, dir, run, out := archiveOfSegments34(t)
 	pgdata := t.TempDir()
 	var spawned []string
 	err := runFetch(context.Background(), slog.New(slog.DiscardHandler), fetchOptions{
@@ -191,16 +199,7 @@ func writeControl(t *testing.T, pgdata string, sysid uint64) {
 // own pg_control; a copy of another cluster is removed, not served, and
 // without a pg_control the archive decides as before.
 func TestFetchSpooledWithoutArchive(t *testing.T) {
-	arch, dir := t.TempDir(), t.TempDir()
-	var out bytes.Buffer
-	run := backupApp(&out)
-	for i, name := range []string{"000000010000000000000003", "000000010000000000000004"} {
-		seg := filepath.Join(dir, name)
-		os.WriteFile(seg, segment(42, uint64(3+i), 7), 0o600)
-		if code, err := run("push", "--archive", arch, seg, name); code != exitOK {
-			t.Fatalf("push: %d, %v", code, err)
-		}
-	}
+	arch, dir, run, out := archiveOfSegments34(t)
 	pgdata := t.TempDir()
 	writeControl(t, pgdata, 42)
 	spoolDir := filepath.Join(pgdata, "pg_wal", "walship-spool")
