@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"golang.org/x/sys/unix"
 
@@ -35,9 +36,9 @@ const fillPrefix = ".fill-"
 // Its size is bounded: with one Fill at a time (the lock) and Prune run at
 // each served segment, it holds at most n segments (Fill's and Prune's n)
 // and one being downloaded, n+1 segment sizes on disk. Fill writes each
-// segment back to disk before the next, so at most one segment of the
-// spool's page cache is dirty at any time; the rest is clean cache the
-// kernel may drop.
+// segment back to disk while it downloads the next, and downloads no
+// further until that is done, so at most two segments of the spool's page
+// cache are dirty at any time; the rest is clean cache the kernel may drop.
 //
 // Why write back at all: PostgreSQL fsyncs every file restore_command
 // returns (durable_rename in KeepFileRestoredFromArchive), on the startup
@@ -45,6 +46,8 @@ const fillPrefix = ".fill-"
 // fsynced already costs that fsync nothing.
 type Spool struct {
 	Dir string
+
+	syncFile func(path string) error // how writeBack syncs; nil: fsync (tests replace it)
 }
 
 // Take moves the prefetched copy of name to dest, and reports whether there
@@ -185,36 +188,98 @@ func (s *Spool) Fill(ctx context.Context, st archive.Storage, exp Expect, name s
 		return 0, fmt.Errorf("lock %s: %w", s.Dir, err)
 	}
 	s.removeTemporary()
-	got := 0
+
+	// A segment is written back to disk and named on a goroutine of its
+	// own while the next one downloads: the fsync waits on the disk, the
+	// download on the archive and the CPU. Names are given in order, each
+	// only once its file is on disk.
+	type verified struct{ tmp, dest, name string }
+	queue := make(chan verified) // unbuffered: one written back, one waiting, at most
+	var (
+		got    int
+		wbErr  error
+		failed = make(chan struct{}) // closed with wbErr: download no more
+		wg     sync.WaitGroup
+	)
+	wg.Go(func() {
+		for v := range queue {
+			if wbErr != nil {
+				os.Remove(v.tmp)
+				continue
+			}
+			err := s.writeBack(v.tmp)
+			if err != nil {
+				err = fmt.Errorf("write %s back to disk: %w", v.name, err)
+			} else {
+				err = os.Rename(v.tmp, v.dest)
+			}
+			if err != nil {
+				os.Remove(v.tmp)
+				wbErr = err
+				close(failed)
+				continue
+			}
+			got++
+		}
+	})
+	err = nil // the first error of a download; wbErr is the writer's
+fill:
 	for i := 1; i <= n; i++ {
+		select {
+		case <-failed:
+			break fill
+		default:
+		}
 		next := wal.SegmentName(cur.TLI, seg+wal.SegNo(i), segSize)
 		dest := filepath.Join(s.Dir, next)
-		if _, err := os.Stat(dest); err == nil {
+		if _, serr := os.Stat(dest); serr == nil {
 			continue
 		}
 		tmp := filepath.Join(s.Dir, fillPrefix+next)
-		if err := Restore(ctx, st, next, tmp, exp); err != nil {
+		if err = Restore(ctx, st, next, tmp, exp); err != nil {
 			if errors.Is(err, ErrNotFound) {
-				return got, nil
+				err = nil
 			}
-			return got, err
+			break
 		}
-		if err := s.writeBack(tmp); err != nil {
+		select {
+		case queue <- verified{tmp: tmp, dest: dest, name: next}:
+		case <-failed:
 			os.Remove(tmp)
-			return got, fmt.Errorf("write %s back to disk: %w", next, err)
+			break fill
 		}
-		if err := os.Rename(tmp, dest); err != nil {
-			os.Remove(tmp)
-			return got, err
-		}
-		got++
 	}
-	return got, nil
+	close(queue)
+	wg.Wait()
+	if err == nil {
+		err = wbErr
+	}
+	return got, err
+}
+
+// Filling reports whether a Fill runs now (holds the lock), so that a
+// prefetcher started while another works does not open the archive (on
+// SFTP, a login) only to find the lock taken. A Fill may still start just
+// after it answered false; Fill's own lock then decides.
+func (s *Spool) Filling() bool {
+	lock, err := os.Open(filepath.Join(s.Dir, ".lock"))
+	if err != nil {
+		return false
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		return errors.Is(err, unix.EWOULDBLOCK)
+	}
+	unix.Flock(int(lock.Fd()), unix.LOCK_UN)
+	return false
 }
 
 // writeBack fsyncs the file at path, so that the server's own fsync of it
 // finds nothing to write, and so that it survives a power loss once named.
 func (s *Spool) writeBack(path string) error {
+	if s.syncFile != nil {
+		return s.syncFile(path)
+	}
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
 	if err != nil {
 		return err

@@ -62,7 +62,7 @@ directory's pg_control) and renames it, without opening the archive (over
 SFTP a login saved), and the server's fsync of it finds nothing left to write. One prefetcher runs at a time; each
 served copy leaves the spool, older ones and other timelines' are removed.
 Bound: (N+1) segments on disk (144 MiB at the default and 16 MiB segments),
-one process of about 24 MiB, at most one segment of dirty page cache.
+one process of about 24 MiB, at most two segments of dirty page cache.
 
 ` + exitHelp(roleRestore),
 		Flags: append([]cli.Flag{
@@ -146,6 +146,13 @@ func runFetch(ctx context.Context, logger *slog.Logger, opts fetchOptions) error
 	}
 	spool := &waiter.Spool{Dir: filepath.Join(pgdata, waiter.DefaultSpoolDir)}
 	if opts.FillAfter == "" && opts.Prefetch > 0 && fetchSpooled(logger, opts, pgdata, spool) {
+		return nil
+	}
+
+	if opts.FillAfter != "" && spool.Filling() {
+		// Another prefetcher is at work; the next segment served starts
+		// one again, which goes on from there once this one is done.
+		logger.Debug("another prefetcher is running", "after", opts.FillAfter)
 		return nil
 	}
 

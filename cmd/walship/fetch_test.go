@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/walship/walship/archive/sftp/sftptest"
 	"github.com/walship/walship/internal/cli"
 	"github.com/walship/walship/waiter"
@@ -181,6 +183,65 @@ func TestFetchPrefetchSpawns(t *testing.T) {
 	}
 }
 
+// silentSFTP returns an sftp:// archive whose server accepts connections
+// and never answers, and the options to reach it (a 2 s timeout): a call
+// that opens it takes seconds, one that does not, none.
+func silentSFTP(t *testing.T) (string, sshOptions) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	keyDir := t.TempDir()
+	knownHosts, identity := filepath.Join(keyDir, "known_hosts"), filepath.Join(keyDir, "id_ed25519")
+	hostKey, _ := sftptest.NewKey(t)
+	sftptest.WriteFile(t, knownHosts, []byte(sftptest.KnownHostsLine(ln.Addr().String(), hostKey.PublicKey())))
+	_, key := sftptest.NewKey(t)
+	sftptest.WriteFile(t, identity, key)
+	return "sftp://walship@" + ln.Addr().String() + "/archive",
+		sshOptions{KnownHosts: knownHosts, Identities: []string{identity}, Timeout: 2 * time.Second}
+}
+
+// A prefetcher started while another holds the spool's lock exits without
+// opening the archive (over SFTP, a login for nothing).
+func TestPrefetcherSkipsWhileAnotherRuns(t *testing.T) {
+	pgdata := t.TempDir()
+	spoolDir := filepath.Join(pgdata, waiter.DefaultSpoolDir)
+	os.MkdirAll(spoolDir, 0o700)
+	lock, err := os.OpenFile(filepath.Join(spoolDir, ".lock"), os.O_CREATE|os.O_RDWR, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lock.Close()
+	if err := unix.Flock(int(lock.Fd()), unix.LOCK_EX); err != nil {
+		t.Fatal(err)
+	}
+	gone, sshOpts := silentSFTP(t)
+	start := time.Now()
+	err = runFetch(context.Background(), slog.New(slog.DiscardHandler), fetchOptions{
+		Archive: gone, Prefetch: 8, PGData: pgdata, FillAfter: "000000010000000000000003", SSH: sshOpts,
+	})
+	if err != nil || time.Since(start) > 250*time.Millisecond {
+		t.Errorf("prefetcher while another runs: %v after %v, want nil at once", err, time.Since(start))
+	}
+}
+
 // writeControl gives pgdata a pg_control naming cluster sysid.
 func writeControl(t *testing.T, pgdata string, sysid uint64) {
 	t.Helper()
@@ -213,34 +274,14 @@ func TestFetchSpooledWithoutArchive(t *testing.T) {
 	// The archive is now an SFTP server that accepts connections and never
 	// answers: opening it would take the whole --ssh-timeout. The spooled
 	// copy is served at once, and the next prefetcher is started.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
-	keyDir := t.TempDir()
-	knownHosts, identity := filepath.Join(keyDir, "known_hosts"), filepath.Join(keyDir, "id_ed25519")
-	hostKey, _ := sftptest.NewKey(t)
-	sftptest.WriteFile(t, knownHosts, []byte(sftptest.KnownHostsLine(ln.Addr().String(), hostKey.PublicKey())))
-	_, key := sftptest.NewKey(t)
-	sftptest.WriteFile(t, identity, key)
-	gone := "sftp://walship@" + ln.Addr().String() + "/archive"
+	gone, sshOpts := silentSFTP(t)
 	dest := filepath.Join(dir, "RECOVERYXLOG")
 	var spawned []string
 	fetch := func(pgdata, name, archive string) error {
 		spawned = nil
 		return runFetch(context.Background(), slog.New(slog.DiscardHandler), fetchOptions{
 			Archive: archive, Prefetch: 2, PGData: pgdata, Name: name, Dest: dest, RetryFor: 300 * time.Millisecond,
-			SSH:   sshOptions{KnownHosts: knownHosts, Identities: []string{identity}, Timeout: 2 * time.Second},
+			SSH:   sshOpts,
 			spawn: func(args []string) error { spawned = args; return nil },
 		})
 	}
