@@ -125,7 +125,7 @@ type compressed struct {
 	r      io.Reader
 	summed bool
 	pr     *io.PipeReader
-	ran    bool // WriteTo ran compressFrames
+	ran    bool // WriteFramesTo ran compressFrames
 	closed bool
 }
 
