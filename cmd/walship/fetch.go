@@ -59,8 +59,9 @@ walship fetch (nice 10) downloads the next N segments, verified, into
 pg_wal/walship-spool, and fsyncs each before naming it; the next fetch then
 only checks the copy's size and page header (its cluster: the data
 directory's pg_control) and renames it, without opening the archive (over
-SFTP a login saved), and the server's fsync of it finds nothing left to write. One prefetcher runs at a time; each
-served copy leaves the spool, older ones and other timelines' are removed.
+SFTP a login saved), and the server's fsync of it finds nothing left to
+write. One prefetcher runs at a time; each served copy leaves the spool,
+older ones and other timelines' are removed.
 Bound: (N+1) segments on disk (144 MiB at the default and 16 MiB segments),
 one process of about 24 MiB, at most two segments of dirty page cache.
 
