@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"runtime"
+	"strings"
 	"sync"
 
 	"github.com/cespare/xxhash/v2"
@@ -21,11 +22,18 @@ var (
 // Compression says how files are stored in the archive.
 type Compression int
 
-// The compressions walship writes. Readers accept both, whatever a writer
-// was told, so an archive filled by plain cp keeps working.
+// The compressions walship writes. Readers accept all of them, whatever a
+// writer was told, so an archive filled by plain cp, or by pushes of
+// several settings, keeps working.
 const (
 	Zstd Compression = iota // zstd frames with their content checksum, suffix ".zst"
 	None                    // the file as it is, no suffix
+	// S2 is the S2 framing format (klauspost/compress/s2, Snappy's
+	// successor; s2d reads it): 1 MiB chunks, each with the CRC-32C of its
+	// content, suffix ".s2". It stores about twice zstd's bytes of WAL at
+	// a third of its CPU time. Only segments are stored so (see
+	// PutNewWAL); their small companions (.history, .backup) stay zstd.
+	S2
 )
 
 // ParseCompression parses a --compress value.
@@ -33,30 +41,65 @@ func ParseCompression(s string) (Compression, error) {
 	switch s {
 	case "zstd", "zst", "":
 		return Zstd, nil
+	case "s2":
+		return S2, nil
 	case "none", "off":
 		return None, nil
 	}
-	return 0, fmt.Errorf("unknown compression %q: use zstd or none", s)
+	return 0, fmt.Errorf("unknown compression %q: use zstd, s2 or none", s)
 }
 
 // String returns the --compress value of c.
 func (c Compression) String() string {
-	if c == None {
+	switch c {
+	case None:
 		return "none"
+	case S2:
+		return "s2"
 	}
 	return "zstd"
 }
 
 // Suffix returns the file name suffix of files stored with c.
 func (c Compression) Suffix() string {
-	if c == None {
+	switch c {
+	case None:
 		return ""
+	case S2:
+		return ".s2"
 	}
 	return ".zst"
 }
 
-// Suffixes lists the suffixes a reader tries, most likely first.
-var Suffixes = []string{".zst", ""}
+// Suffixes lists the suffixes a reader tries for a WAL segment, most
+// likely first. Other WAL files (.history, .backup) are never stored as
+// S2, so readers do not look for them so (walPaths).
+var Suffixes = []string{".zst", "", ".s2"}
+
+// CutCompression returns a stored file's name without its compression
+// suffix, and the compression that suffix says.
+func CutCompression(name string) (string, Compression) {
+	if base, ok := strings.CutSuffix(name, ".zst"); ok {
+		return base, Zstd
+	}
+	if base, ok := strings.CutSuffix(name, ".s2"); ok {
+		return base, S2
+	}
+	return name, None
+}
+
+// TrimCompression returns a stored file's name without its compression
+// suffix: the name PostgreSQL knows it by.
+func TrimCompression(name string) string {
+	base, _ := CutCompression(name)
+	return base
+}
+
+// CompressionOf returns the compression a stored file's name says.
+func CompressionOf(name string) Compression {
+	_, c := CutCompression(name)
+	return c
+}
 
 // ErrCorrupt is returned when an archived file fails its checksum or cannot
 // be decompressed.
@@ -90,11 +133,61 @@ var encoderPool = sync.Pool{New: func() any {
 //
 // The reader is also a FramesWriter, which a storage writing to a local
 // file uses instead of Read.
-func Compress(r io.Reader) io.ReadCloser { return &compressed{r: r} }
+func Compress(r io.Reader) io.ReadCloser { return &compressed{r: r, codec: zstdCodec{}} }
 
 // compressSummed is Compress with a sum frame at the end of the stream
 // (see WALChecksum): how WAL files are stored.
-func compressSummed(r io.Reader) io.ReadCloser { return &compressed{r: r, summed: true} }
+func compressSummed(r io.Reader) io.ReadCloser { return compressSummedAs(r, Zstd) }
+
+// compressSummedAs is compressSummed in the format of c (Zstd or S2).
+func compressSummedAs(r io.Reader, c Compression) io.ReadCloser {
+	return &compressed{r: r, summed: true, codec: codecOf(c)}
+}
+
+// codecOf returns the frame codec of a compression other than None.
+func codecOf(c Compression) frameCodec {
+	if c == S2 {
+		return s2Codec{}
+	}
+	return zstdCodec{}
+}
+
+// A frameCodec is what compressFrames needs of a format: a stream is
+// start(), a frame for each chunk of input, and a sum frame at the end.
+type frameCodec interface {
+	// start returns what comes before the first frame (nil for none).
+	start() []byte
+	// frame stores the chunk in: in *out, or in pieces (the chunk itself
+	// among them, uncopied) when it returns them. pieces says whether the
+	// caller takes pieces for a stored chunk at all.
+	frame(out *[]byte, in []byte, pieces bool) [][]byte
+	// empty returns the stream's frames for an input of no bytes.
+	empty() []byte
+	// sum returns the sum frame of c.
+	sum(c Checksum) []byte
+}
+
+// zstdCodec is zstd: frames of RFC 8878, each with its checksum.
+type zstdCodec struct{}
+
+func (zstdCodec) start() []byte { return nil }
+
+func (zstdCodec) frame(out *[]byte, in []byte, pieces bool) [][]byte {
+	switch raw := incompressible(in); {
+	case raw && pieces:
+		return rawFrameParts((*out)[:0], in)
+	case raw:
+		*out = rawFrame((*out)[:0], in)
+	default:
+		*out = encodeFrame((*out)[:0], in)
+	}
+	return nil
+}
+
+// An empty input still needs one (empty) frame to be a valid file.
+func (zstdCodec) empty() []byte { return encodeFrame(nil, nil) }
+
+func (zstdCodec) sum(c Checksum) []byte { return appendSumFrame(nil, c) }
 
 // A FramesWriter is a reader that makes its bytes as it goes (Compress's)
 // and can write them out instead of being read: each frame goes to w as it
@@ -124,6 +217,7 @@ type BuffersWriter interface {
 type compressed struct {
 	r      io.Reader
 	summed bool
+	codec  frameCodec
 	pr     *io.PipeReader
 	ran    bool // WriteFramesTo ran compressFrames
 	closed bool
@@ -138,7 +232,7 @@ func (c *compressed) Read(p []byte) (int, error) {
 			return 0, io.EOF
 		}
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(compressFrames(pw, c.r, c.summed)) }()
+		go func() { pw.CloseWithError(compressFrames(pw, c.r, c.summed, c.codec)) }()
 		c.pr = pr
 	}
 	return c.pr.Read(p)
@@ -151,7 +245,7 @@ func (c *compressed) WriteFramesTo(w io.Writer) (int64, error) {
 	}
 	c.ran = true
 	cw := &countingWriter{w: w}
-	err := compressFrames(cw, c.r, c.summed)
+	err := compressFrames(cw, c.r, c.summed, c.codec)
 	return cw.n, err
 }
 
@@ -185,13 +279,18 @@ func (c *countingWriter) WriteBuffers(bufs [][]byte) (int64, error) {
 // Reusing them matters more than it seems: fresh memory costs a page fault
 // per 4 KiB, and on a VM that hands freed pages back to its host that was
 // most of the cost of compressing a segment.
-var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, frameSize+frameSize/64+64); return &b }}
+// Their capacity is the most a chunk's frame takes in either format.
+var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, frameBufSize); return &b }}
+
+// frameBufSize is the capacity of bufPool's buffers.
+var frameBufSize = max(frameSize+frameSize/64+64, s2FrameMax)
 
 // compressFrames reads r in frameSize chunks, compresses up to GOMAXPROCS
-// chunks at a time and writes the frames to w in order, then, if summed,
-// the sum frame of what r read. Raw frames go to w in pieces, uncopied,
-// when w is a countingWriter over a BuffersWriter (WriteFramesTo's case).
-func compressFrames(w io.Writer, r io.Reader, summed bool) error {
+// chunks at a time in codec's format and writes the frames to w in order,
+// then, if summed, the sum frame of what r read. Raw frames go to w in
+// pieces, uncopied, when w is a countingWriter over a BuffersWriter
+// (WriteFramesTo's case), or when the codec makes pieces anyway.
+func compressFrames(w io.Writer, r io.Reader, summed bool, codec frameCodec) error {
 	var sum contentSum
 	if summed {
 		sum.h = xxhash.New()
@@ -236,14 +335,7 @@ func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 					// encoder, fresh memory in a new process.
 					sem <- struct{}{}
 					defer func() { <-sem }()
-					switch raw := incompressible(*j.in); {
-					case raw && vec != nil:
-						j.raw = rawFrameParts((*j.out)[:0], *j.in)
-					case raw:
-						*j.out = rawFrame((*j.out)[:0], *j.in)
-					default:
-						*j.out = encodeFrame((*j.out)[:0], *j.in)
-					}
+					j.raw = codec.frame(j.out, *j.in, vec != nil)
 					close(j.done)
 				}()
 				jobs <- j
@@ -261,19 +353,31 @@ func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 		}
 	}()
 	var werr error
+	stopped := false
+	if start := codec.start(); start != nil {
+		_, werr = w.Write(start)
+	}
 	wrote := false
 	for j := range jobs {
 		<-j.done
 		if werr == nil {
-			if j.raw != nil {
+			switch {
+			case j.raw != nil && vec != nil:
 				_, werr = vec.WriteBuffers(j.raw)
-			} else {
+			case j.raw != nil:
+				for _, p := range j.raw {
+					if _, werr = w.Write(p); werr != nil {
+						break
+					}
+				}
+			default:
 				_, werr = w.Write(*j.out)
 			}
 			wrote = true
-			if werr != nil {
-				close(stop)
-			}
+		}
+		if werr != nil && !stopped {
+			stopped = true
+			close(stop)
 		}
 		bufPool.Put(j.in)
 		bufPool.Put(j.out)
@@ -282,11 +386,12 @@ func compressFrames(w io.Writer, r io.Reader, summed bool) error {
 		return err
 	}
 	if werr == nil && !wrote {
-		// An empty input still needs one (empty) frame to be a valid file.
-		_, werr = w.Write(encodeFrame(nil, nil))
+		if b := codec.empty(); b != nil {
+			_, werr = w.Write(b)
+		}
 	}
 	if werr == nil && summed {
-		_, werr = w.Write(appendSumFrame(nil, Checksum{Sum: sum.h.Sum64(), Size: sum.n}))
+		_, werr = w.Write(codec.sum(Checksum{Sum: sum.h.Sum64(), Size: sum.n}))
 	}
 	return werr
 }

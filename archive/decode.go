@@ -56,6 +56,7 @@ type FrameReader struct {
 	err    error // sticky
 	closed bool
 	sums   contentSum
+	format frameFormat
 	// trustSum is set when the stream is known to end with a sum frame
 	// (its last bytes were read first): the XXH64 of the whole content,
 	// which the reader computes anyway, then stands for the frames' own
@@ -63,12 +64,44 @@ type FrameReader struct {
 	// its sum frame is corrupt.
 	trustSum bool
 	sawSum   bool // the sum frame was read and matched
+	// needSum is set for an S2 stream: walship writes a sum chunk at the
+	// end of every one, so a stream that ends without it was cut short
+	// (at a chunk's end, which the chunks' CRCs cannot see).
+	needSum bool
 }
 
 // NewFrameReader returns a FrameReader of the zstd stream r. A stream that
 // ends with a sum frame (see WALChecksum) must hold what it says.
-func NewFrameReader(r io.Reader) *FrameReader {
-	return &FrameReader{br: bufio.NewReaderSize(r, 256<<10), sums: contentSum{h: xxhash.New()}}
+func NewFrameReader(r io.Reader) *FrameReader { return NewFrameReaderOf(Zstd, r) }
+
+// NewFrameReaderOf is NewFrameReader for a stream in the format of c, Zstd
+// or S2 (an S2 framing stream, whose chunks' CRCs are verified, and its
+// sum chunk if it has one).
+func NewFrameReaderOf(c Compression, r io.Reader) *FrameReader {
+	f := &FrameReader{br: bufio.NewReaderSize(r, 256<<10), sums: contentSum{h: xxhash.New()}, format: zstdFormat{}}
+	if c == S2 {
+		f.format, f.needSum = &s2Format{}, true
+	}
+	return f
+}
+
+// A frameFormat splits a stream into frames and decodes them.
+type frameFormat interface {
+	// read reads the next frame whole into a pooled buffer, or returns
+	// the checksum of the sum frame, or io.EOF at the end.
+	read(br *bufio.Reader) (*[]byte, *Checksum, error)
+	// decode appends a frame's content to dst, checking the frame's own
+	// checksum unless trustSum.
+	decode(frame, dst []byte, trustSum bool) ([]byte, error)
+}
+
+// zstdFormat is zstd's frames (RFC 8878).
+type zstdFormat struct{}
+
+func (zstdFormat) read(br *bufio.Reader) (*[]byte, *Checksum, error) { return readFrame(br) }
+
+func (zstdFormat) decode(frame, dst []byte, trustSum bool) ([]byte, error) {
+	return decodeFrame(frame, dst, trustSum)
 }
 
 // newSummedFrameReader is NewFrameReader for a stream whose last bytes are
@@ -76,8 +109,8 @@ func NewFrameReader(r io.Reader) *FrameReader {
 // The sum covers all that a frame's checksum covers (the low 32 bits of
 // the XXH64 of that frame's content) with 64 bits over the whole content,
 // so every frame's content is still verified, once instead of twice.
-func newSummedFrameReader(r io.Reader) *FrameReader {
-	f := NewFrameReader(r)
+func newSummedFrameReader(c Compression, r io.Reader) *FrameReader {
+	f := NewFrameReaderOf(c, r)
 	f.trustSum = true
 	return f
 }
@@ -98,12 +131,15 @@ func (f *FrameReader) ended() error {
 	if f.trustSum && !f.sawSum {
 		return corrupt("the stream ends without the sum frame its last bytes held when it was opened")
 	}
+	if f.needSum && !f.sawSum {
+		return corrupt("the S2 stream ends without its sum chunk: it was cut short")
+	}
 	return io.EOF
 }
 
 // readFrame reads the next frame of the stream.
 func (f *FrameReader) readFrame() (*[]byte, *Checksum, error) {
-	return readFrame(f.br)
+	return f.format.read(f.br)
 }
 
 // atEnd returns io.EOF when the stream ends here, where a sum frame was,
@@ -159,7 +195,7 @@ func (f *FrameReader) Read(p []byte) (int, error) {
 			continue
 		}
 		out := bufPool.Get().(*[]byte)
-		*out, err = decodeFrame(*in, (*out)[:0], f.trustSum)
+		*out, err = f.format.decode(*in, (*out)[:0], f.trustSum)
 		bufPool.Put(in)
 		f.release()
 		if err != nil {
@@ -215,7 +251,7 @@ func (f *FrameReader) WriteTo(w io.Writer) (int64, error) {
 			} else {
 				j.out = bufPool.Get().(*[]byte)
 				go func() {
-					*j.out, j.err = decodeFrame(*j.in, (*j.out)[:0], f.trustSum)
+					*j.out, j.err = f.format.decode(*j.in, (*j.out)[:0], f.trustSum)
 					close(j.done)
 				}()
 			}

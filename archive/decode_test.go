@@ -276,7 +276,7 @@ func compressSummedAll(t testing.TB, in []byte) []byte {
 // does a local file, through Read and WriteTo.
 func decodeTrusting(t testing.TB, z []byte) ([]byte, error) {
 	t.Helper()
-	return decodeBothWith(t, z, newSummedFrameReader)
+	return decodeBothWith(t, z, func(r io.Reader) *FrameReader { return newSummedFrameReader(Zstd, r) })
 }
 
 // A stream read on the strength of its sum frame alone (the frames' own

@@ -59,7 +59,7 @@ func readFlatHeader(ctx context.Context, st Storage, name string) (wal.LongHeade
 
 // ListWAL lists the archived WAL files: those under wal/ and then those at
 // the root of a pg_standby archive that wal/ does not hold, by name as
-// stored (with ".zst" where compressed), checksum files left out. Flat
+// stored (with the suffix of its compression), checksum files left out. Flat
 // reports which came from the root.
 func ListWAL(ctx context.Context, st Storage) (files []FileInfo, flat map[string]bool, err error) {
 	under, err := st.List(ctx, WALDir)
@@ -72,7 +72,7 @@ func ListWAL(ctx context.Context, st Storage) (files []FileInfo, flat map[string
 			continue
 		}
 		files = append(files, fi)
-		seen[strings.TrimSuffix(fi.Name, ".zst")] = true
+		seen[TrimCompression(fi.Name)] = true
 	}
 	root, err := st.List(ctx, "")
 	if err != nil {

@@ -20,7 +20,7 @@ const (
 )
 
 // WALPath returns the archive name of a stored WAL file: name is a WAL file
-// name as PostgreSQL gives it and suffix the compression suffix ("" or ".zst").
+// name as PostgreSQL gives it and suffix the compression suffix ("", ".zst" or ".s2").
 func WALPath(name, suffix string) string { return WALDir + "/" + name + suffix }
 
 // FormatVersion is the version of the archive layout that walship.json

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"strings"
 )
 
 // A zstd WAL file that walship writes ends with a sum frame: a zstd
@@ -39,6 +38,12 @@ var ErrNoChecksum = errors.New("the archived copy records no checksum")
 func appendSumFrame(b []byte, c Checksum) []byte {
 	b = binary.LittleEndian.AppendUint32(b, sumMagic)
 	b = binary.LittleEndian.AppendUint32(b, sumPayload)
+	return appendSumPayload(b, c)
+}
+
+// appendSumPayload appends the payload of a sum frame (or an S2 sum chunk)
+// of c to b.
+func appendSumPayload(b []byte, c Checksum) []byte {
 	b = append(b, sumTag[:]...)
 	b = binary.LittleEndian.AppendUint64(b, c.Sum)
 	return binary.LittleEndian.AppendUint64(b, uint64(c.Size))
@@ -84,8 +89,8 @@ func WALChecksum(ctx context.Context, st Storage, name string) (Checksum, error)
 		}
 		defer rc.Close()
 		switch {
-		case strings.HasSuffix(path, ".zst"):
-			return zstdChecksum(ctx, st, path, rc)
+		case path != FlatPath(name) && CompressionOf(path) != None:
+			return framedChecksum(ctx, st, path, rc, CompressionOf(path))
 		case path == WALPath(name, ""):
 			c, err := readChecksum(ctx, st, name)
 			if IsNotExist(err) {
@@ -99,45 +104,47 @@ func WALChecksum(ctx context.Context, st Storage, name string) (Checksum, error)
 	return Checksum{}, fmt.Errorf("%s: %w", name, errNotExist)
 }
 
-// sumFrameAt reads the last 32 bytes of a zstd file of size bytes and
-// returns the checksum of the sum frame they hold, or false when they are
-// not one.
-func sumFrameAt(ra io.ReaderAt, size int64) (Checksum, bool, error) {
-	if size < sumFrameSize {
+// sumFrameAt reads the last bytes of a file of c (Zstd or S2) of size
+// bytes and returns the checksum of the sum frame (S2: chunk) they hold,
+// or false when they are not one.
+func sumFrameAt(ra io.ReaderAt, size int64, c Compression) (Checksum, bool, error) {
+	n, parse := int64(sumFrameSize), parseSumFrame
+	if c == S2 {
+		n, parse = s2SumSize, parseS2Sum
+	}
+	if size < n {
 		return Checksum{}, false, nil
 	}
-	b := make([]byte, sumFrameSize)
-	if _, err := ra.ReadAt(b, size-sumFrameSize); err != nil {
+	b := make([]byte, n)
+	if _, err := ra.ReadAt(b, size-n); err != nil {
 		return Checksum{}, false, err
 	}
-	c, ok := parseSumFrame(b)
-	return c, ok, nil
+	sum, ok := parse(b)
+	return sum, ok, nil
 }
 
-// zstdChecksum returns the checksum in the sum frame that ends the zstd
-// file path, open as rc.
-func zstdChecksum(ctx context.Context, st Storage, path string, rc io.Reader) (Checksum, error) {
+// framedChecksum returns the checksum in the sum frame that ends the file
+// path of c (Zstd or S2), open as rc.
+func framedChecksum(ctx context.Context, st Storage, path string, rc io.Reader, c Compression) (Checksum, error) {
 	if ra, ok := rc.(io.ReaderAt); ok {
 		fi, err := st.Stat(ctx, path)
 		if err != nil {
 			return Checksum{}, err
 		}
-		if fi.Size < sumFrameSize {
-			return Checksum{}, fmt.Errorf("%w: %s holds %d bytes, too few for a zstd file", ErrCorrupt, path, fi.Size)
-		}
-		c, ok, err := sumFrameAt(ra, fi.Size)
+		sum, ok, err := sumFrameAt(ra, fi.Size, c)
 		switch {
 		case err != nil:
 			return Checksum{}, err
 		case !ok:
 			return Checksum{}, fmt.Errorf("%s: %w (no sum frame at its end)", path, ErrNoChecksum)
 		}
-		return c, nil
+		return sum, nil
 	}
 	// Walk the frames: the sum frame is the last one.
 	br := bufio.NewReaderSize(rc, 256<<10)
+	format := NewFrameReaderOf(c, nil).format
 	for {
-		buf, sum, err := readFrame(br)
+		buf, sum, err := format.read(br)
 		if buf != nil {
 			bufPool.Put(buf)
 		}

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 
 	"github.com/cespare/xxhash/v2"
+	"github.com/walship/walship/wal"
 )
 
 // ChecksumSuffix ends the name of the checksum file that walship stores
@@ -71,7 +72,10 @@ func PutNewWAL(ctx context.Context, st Storage, name string, r io.Reader, c Comp
 	if c == None {
 		return putRaw(ctx, st, put, name, r)
 	}
-	zr := compressSummed(r)
+	if c == S2 && !storedAsS2(name) {
+		c = Zstd
+	}
+	zr := compressSummedAs(r, c)
 	defer zr.Close()
 	return put(ctx, WALPath(name, c.Suffix()), zr)
 }
@@ -243,8 +247,8 @@ func StatWAL(ctx context.Context, st Storage, name string) (FileInfo, string, er
 	for i, r := range res {
 		if r.err == nil {
 			suffix := ""
-			if strings.HasSuffix(paths[i], ".zst") {
-				suffix = ".zst"
+			if paths[i] != FlatPath(name) {
+				suffix = CompressionOf(paths[i]).Suffix()
 			}
 			return r.fi, suffix, nil
 		}
@@ -257,11 +261,32 @@ func StatWAL(ctx context.Context, st Storage, name string) (FileInfo, string, er
 
 // walPaths lists where a WAL file may be stored, in the order readers look.
 func walPaths(name string) []string {
-	paths := make([]string, 0, len(Suffixes)+1)
-	for _, suffix := range Suffixes {
+	suffixes := WALSuffixes(name)
+	paths := make([]string, 0, len(suffixes)+1)
+	for _, suffix := range suffixes {
 		paths = append(paths, WALPath(name, suffix))
 	}
 	return append(paths, FlatPath(name))
+}
+
+// WALSuffixes lists the suffixes the WAL file name may be stored with
+// under wal/, most likely first: Suffixes for a segment, without ".s2"
+// for the files never stored so (storedAsS2).
+func WALSuffixes(name string) []string {
+	if storedAsS2(name) {
+		return Suffixes
+	}
+	return Suffixes[:2]
+}
+
+// storedAsS2 reports whether a push told to store S2 stores the WAL file
+// name so: a segment, or a .partial one. A .history or .backup file is a
+// few hundred bytes, where zstd costs nothing and S2 saves nothing, and
+// readers looking for one (a standby asks for every timeline's history,
+// most of them missing) then have one name less to try.
+func storedAsS2(name string) bool {
+	n, err := wal.ParseName(name)
+	return err == nil && (n.Kind == wal.Segment || n.Kind == wal.Partial)
 }
 
 // OpenWAL opens the archived copy of a WAL file and returns a reader of its
@@ -281,12 +306,12 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 		if err != nil {
 			return nil, 0, err
 		}
-		if strings.HasSuffix(path, ".zst") {
-			newReader := NewFrameReader
-			if endsWithSumFrame(rc) {
+		if c := CompressionOf(path); c != None && path != FlatPath(name) {
+			newReader := NewFrameReaderOf
+			if endsWithSumFrame(rc, c) {
 				newReader = newSummedFrameReader
 			}
-			fr := newReader(rc)
+			fr := newReader(c, rc)
 			return readCloser{FrameReader: fr, close: func() error { fr.Close(); return rc.Close() }}, -1, nil
 		}
 		fi, err := st.Stat(ctx, path)
@@ -310,12 +335,12 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 	return nil, 0, fmt.Errorf("%s: %w", name, errNotExist)
 }
 
-// endsWithSumFrame reports whether rc, a zstd file just opened, is a local
+// endsWithSumFrame reports whether rc, a file of c just opened, is a local
 // file whose last bytes are a sum frame: one pread of 32 bytes, against
 // the frames' own checksums that its FrameReader then need not compute
 // (newSummedFrameReader). Files of other backends, where that read is a
 // round trip, are read as they come.
-func endsWithSumFrame(rc io.ReadCloser) bool {
+func endsWithSumFrame(rc io.ReadCloser, c Compression) bool {
 	f, ok := rc.(*os.File)
 	if !ok {
 		return false
@@ -324,7 +349,7 @@ func endsWithSumFrame(rc io.ReadCloser) bool {
 	if err != nil {
 		return false
 	}
-	_, ok, err = sumFrameAt(f, fi.Size())
+	_, ok, err = sumFrameAt(f, fi.Size(), c)
 	return ok && err == nil
 }
 

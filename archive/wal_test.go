@@ -135,7 +135,7 @@ func TestStatWALAnswersInOrder(t *testing.T) {
 	// A missing file: every name asked, together.
 	s = &slowStat{Storage: st, delay: map[string]time.Duration{}}
 	missing := "000000010000000000000009"
-	for _, p := range []string{archive.WALPath(missing, ".zst"), archive.WALPath(missing, ""), missing} {
+	for _, p := range []string{archive.WALPath(missing, ".zst"), archive.WALPath(missing, ""), archive.WALPath(missing, ".s2"), missing} {
 		s.delay[p] = 100 * time.Millisecond
 	}
 	start := time.Now()
@@ -143,10 +143,18 @@ func TestStatWALAnswersInOrder(t *testing.T) {
 		t.Errorf("missing file: %v, want not found", err)
 	}
 	if d := time.Since(start); d > 250*time.Millisecond {
-		t.Errorf("missing file: StatWAL took %v for three names of 100 ms each, want them asked at once", d)
+		t.Errorf("missing file: StatWAL took %v for four names of 100 ms each, want them asked at once", d)
+	}
+	if s.calls.Load() != 4 {
+		t.Errorf("missing segment: %d names asked, want 4 (.zst, raw, .s2, the root)", s.calls.Load())
+	}
+	// A .history is never stored as S2: one name less to ask.
+	s = &slowStat{Storage: st}
+	if _, _, err := archive.StatWAL(ctx, s, "00000009.history"); !archive.IsNotExist(err) {
+		t.Errorf("missing history: %v, want not found", err)
 	}
 	if s.calls.Load() != 3 {
-		t.Errorf("missing file: %d names asked, want 3", s.calls.Load())
+		t.Errorf("missing history: %d names asked, want 3 (.zst, raw, the root)", s.calls.Load())
 	}
 	// The .zst cannot be read: that is the answer, not the raw copy.
 	down := errors.New("connection reset")

@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"testing"
 
+	upstreams2 "github.com/klauspost/compress/s2"
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/archive/local"
 )
@@ -65,8 +66,8 @@ func TestWALChecksum(t *testing.T) {
 	}
 	data := bytes.Repeat([]byte("walship checksums "), 200_000) // 3.6 MB, several frames
 	want, _ := archive.ChecksumOf(bytes.NewReader(data))
-	zst, raw := "000000010000000000000001", "000000010000000000000002"
-	for name, c := range map[string]archive.Compression{zst: archive.Zstd, raw: archive.None} {
+	zst, raw, s2 := "000000010000000000000001", "000000010000000000000002", "000000010000000000000006"
+	for name, c := range map[string]archive.Compression{zst: archive.Zstd, raw: archive.None, s2: archive.S2} {
 		if err := archive.PutWAL(ctx, st, name, bytes.NewReader(data), c); err != nil {
 			t.Fatal(err)
 		}
@@ -79,6 +80,8 @@ func TestWALChecksum(t *testing.T) {
 		{zst, false, 32},
 		{zst, true, 1 << 20}, // the compressed bytes, walked, not decoded
 		{raw, false, 64},     // the checksum file
+		{s2, false, 28},      // its sum chunk
+		{s2, true, 1 << 20},  // the chunks, walked, not decoded
 	} {
 		s := &countingOpen{Storage: st, stream: tc.stream}
 		got, err := archive.WALChecksum(ctx, s, tc.name)
@@ -94,12 +97,19 @@ func TestWALChecksum(t *testing.T) {
 	// frame), a raw file without its checksum file, a pg_standby archive's
 	// file at the root.
 	plain, _ := io.ReadAll(archive.Compress(bytes.NewReader(data)))
+	var plainS2 bytes.Buffer
+	w := upstreams2.NewWriter(&plainS2)
+	w.Write(data)
+	w.Close()
 	noSum := map[string]func() error{
 		"000000010000000000000003": func() error {
 			return st.Put(ctx, archive.WALPath("000000010000000000000003", ".zst"), bytes.NewReader(plain))
 		},
 		"000000010000000000000004": func() error {
 			return st.Put(ctx, archive.WALPath("000000010000000000000004", ""), bytes.NewReader(data))
+		},
+		"00000001000000000000000A": func() error { // an S2 stream of s2's own writer
+			return st.Put(ctx, archive.WALPath("00000001000000000000000A", ".s2"), bytes.NewReader(plainS2.Bytes()))
 		},
 		"000000010000000000000005": func() error {
 			return st.Put(ctx, archive.FlatPath("000000010000000000000005"), bytes.NewReader(data))

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"sort"
-	"strings"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/wal"
@@ -89,7 +88,7 @@ func buildCatalog(id archive.Identity, l Listing, files []archive.FileInfo,
 		return tls[t]
 	}
 	for _, fi := range files {
-		base := strings.TrimSuffix(fi.Name, ".zst")
+		base := archive.TrimCompression(fi.Name)
 		n, err := wal.ParseName(base)
 		if err != nil {
 			continue

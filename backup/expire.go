@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/walship/walship/archive"
@@ -148,7 +147,7 @@ func Expire(ctx context.Context, st archive.Storage, opts ExpireOptions) (Expire
 		return ex, fmt.Errorf("expire: list WAL: %w", err)
 	}
 	for _, fi := range files {
-		n, err := wal.ParseName(strings.TrimSuffix(fi.Name, ".zst"))
+		n, err := wal.ParseName(archive.TrimCompression(fi.Name))
 		if err != nil || n.Kind == wal.History {
 			continue
 		}
@@ -159,7 +158,7 @@ func Expire(ctx context.Context, st archive.Storage, opts ExpireOptions) (Expire
 		if err := remove(archive.WALDir+"/"+fi.Name, fi.Size); err != nil {
 			return ex, err
 		}
-		if !strings.HasSuffix(fi.Name, ".zst") {
+		if archive.CompressionOf(fi.Name) == archive.None {
 			if err := remove(archive.ChecksumPath(fi.Name), 0); err != nil {
 				return ex, err
 			}

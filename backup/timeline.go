@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strconv"
-	"strings"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/wal"
@@ -46,7 +45,7 @@ func recoveryTimeline(ctx context.Context, st archive.Storage, setting string, b
 		}
 		tli = 1
 		for _, fi := range files {
-			if n, err := wal.ParseName(strings.TrimSuffix(fi.Name, ".zst")); err == nil && n.Kind == wal.History && n.TLI > tli {
+			if n, err := wal.ParseName(archive.TrimCompression(fi.Name)); err == nil && n.Kind == wal.History && n.TLI > tli {
 				tli = n.TLI
 			}
 		}

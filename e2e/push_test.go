@@ -58,7 +58,7 @@ func archivedSegments(t *testing.T, st archive.Storage) []string {
 	}
 	var names []string
 	for _, fi := range fis {
-		base := strings.TrimSuffix(fi.Name, ".zst")
+		base := archive.TrimCompression(fi.Name)
 		if n, err := wal.ParseName(base); err == nil && n.Kind == wal.Segment {
 			names = append(names, base)
 		}

@@ -1,14 +1,17 @@
 package e2e
 
 import (
+	"context"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/walship/walship/archive"
 	"github.com/walship/walship/internal/pgtest"
 )
 
@@ -181,5 +184,75 @@ func TestWarmStandbySurvivesArchiveOutage(t *testing.T) {
 	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", 60*time.Second)
 	if got := p.standby.QueryValue(t, "SELECT count(*) FROM t"); got != "100" {
 		t.Errorf("promoted standby has %s rows, want 100", got)
+	}
+}
+
+// A primary pushing with --compress s2: its segments are stored as .s2 and
+// the standby replays them through wait; a byte changed in one is refused
+// by fetch (exit > 125, nothing written), and the promoted standby's
+// history file is stored as zstd.
+func TestWarmStandbyS2(t *testing.T) {
+	p := newWarmPairStopped(t, warmOptions{pushArgs: "--compress s2"})
+	p.standby.StartNoWait(t)
+	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "t", 60*time.Second)
+	p.insert(t, 0, 2000)
+	seg := p.insert(t, 2000, 4000)
+	p.standby.WaitFor(t, "SELECT count(*) FROM t", "4000", 60*time.Second)
+
+	st := openLocal(t, p.arch)
+	fis, err := st.List(context.Background(), archive.WALDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s2, other []string
+	for _, fi := range fis {
+		if strings.HasSuffix(fi.Name, ".s2") {
+			s2 = append(s2, fi.Name)
+		} else {
+			other = append(other, fi.Name)
+		}
+	}
+	if len(s2) < 2 || !slices.Contains(s2, seg+".s2") {
+		t.Fatalf("wal/ holds .s2 files %v and others %v; want every segment as .s2, %s among them", s2, other, seg)
+	}
+
+	// A byte of a chunk's data changed: fetch refuses the segment.
+	path := filepath.Join(p.arch, archive.WALPath(seg, ".s2"))
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := filepath.Join(t.TempDir(), "bad")
+	if err := os.MkdirAll(filepath.Join(bad, archive.WALDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"walship.json"} {
+		c, err := os.ReadFile(filepath.Join(p.arch, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(bad, f), c, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b[len(b)/2] ^= 0x40
+	if err := os.WriteFile(filepath.Join(bad, archive.WALPath(seg, ".s2")), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dest := filepath.Join(t.TempDir(), "RECOVERYXLOG")
+	cmd := exec.Command(p.bin, "fetch", "--archive", bad, seg, dest)
+	out, _ := cmd.CombinedOutput()
+	if code := cmd.ProcessState.ExitCode(); code <= 125 {
+		t.Errorf("fetch of a damaged .s2 segment: exit %d, want > 125\n%s", code, out)
+	}
+	if _, err := os.Stat(dest); err == nil {
+		t.Errorf("fetch wrote the damaged segment to %s", dest)
+	}
+
+	p.promote(t)
+	p.standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", 60*time.Second)
+	p.standby.WaitFor(t, "SELECT last_archived_wal IS NOT NULL FROM pg_stat_archiver", "t", 60*time.Second)
+	if _, suffix, err := archive.StatWAL(context.Background(), st, "00000002.history"); err != nil || suffix != ".zst" {
+		t.Errorf("00000002.history: suffix %q, %v; want .zst", suffix, err)
 	}
 }

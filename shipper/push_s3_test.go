@@ -64,16 +64,17 @@ func TestPushRequestsOnS3(t *testing.T) {
 		return push(file(seg1, fakeSegment(t, testSysID, 1, 1, 1)), seg1)
 	}, nil)
 	p2 := file(seg2, fakeSegment(t, testSysID, 1, 2, 2))
-	// GET walship.json, LIST encryption/, 3 HEADs of the segment's names,
+	// GET walship.json, LIST encryption/, 4 HEADs of the segment's names
+	// (.zst, raw, .s2, the root),
 	// HEAD wal/, PUT, 3 GETs of the next timeline's history, LIST of the
 	// segment's tail increments; one more, a bucket listing, when a HEAD
 	// answers 404 before any answer has shown the bucket exists. All but
 	// the PUT and the last LIST go out at once. (Before: 15, one at a
-	// time: the 3 HEADs twice, and the bucket listing each time.)
-	requests("push of a new segment", 12, func() error { return push(p2, seg2) }, nil)
-	// LIST encryption/, GET walship.json, 3 HEADs, GET of the archived
+	// time: the HEADs twice, and the bucket listing each time.)
+	requests("push of a new segment", 13, func() error { return push(p2, seg2) }, nil)
+	// LIST encryption/, GET walship.json, 4 HEADs, GET of the archived
 	// copy to compare, LIST of tail increments (and the bucket listing).
-	requests("identical re-push", 9, func() error { return push(p2, seg2) }, nil)
+	requests("identical re-push", 10, func() error { return push(p2, seg2) }, nil)
 	other := file("other", fakeSegment(t, testSysID, 1, 2, 3))
 	requests("re-push of different content", 9, func() error { return push(other, seg2) }, ErrConflict)
 	if t.Failed() {

@@ -68,7 +68,7 @@ func (s *walReads) total() int64 {
 // identical file succeeds and a different one conflicts, the archived file
 // untouched.
 func TestRePushComparesChecksums(t *testing.T) {
-	for _, c := range []archive.Compression{archive.Zstd, archive.None} {
+	for _, c := range []archive.Compression{archive.Zstd, archive.None, archive.S2} {
 		t.Run(c.String(), func(t *testing.T) {
 			f := newFixture(t)
 			name := segName(1, 12)

@@ -103,7 +103,7 @@ func (f *fixture) walFiles() []string {
 }
 
 func TestPushStoresSegmentAndIdentity(t *testing.T) {
-	for _, c := range []archive.Compression{archive.Zstd, archive.None} {
+	for _, c := range []archive.Compression{archive.Zstd, archive.None, archive.S2} {
 		t.Run(c.String(), func(t *testing.T) {
 			f := newFixture(t)
 			seg := fakeSegment(t, testSysID, 1, 5, 1)
@@ -146,6 +146,9 @@ func TestPushIdenticalAgainSucceeds(t *testing.T) {
 	}
 	if err := f.push(archive.None, p, name); err != nil {
 		t.Errorf("identical re-push uncompressed: %v, want success", err)
+	}
+	if err := f.push(archive.S2, p, name); err != nil {
+		t.Errorf("identical re-push as S2: %v, want success", err)
 	}
 	if got := f.walFiles(); len(got) != 1 {
 		t.Errorf("wal/ holds %v, want one file", got)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"strings"
 
 	"github.com/walship/walship/archive"
 	"github.com/walship/walship/wal"
@@ -89,13 +88,14 @@ func Cleanup(ctx context.Context, st archive.Storage, restart string, opts Clean
 			return removed, fmt.Errorf("cleanup: %w", err)
 		}
 		for _, fi := range files {
-			base, zst := strings.CutSuffix(fi.Name, ".zst")
+			base, c := archive.CutCompression(fi.Name)
+			compressed := c != archive.None
 			n, err := wal.ParseName(base)
-			if err != nil || n.Kind != wal.Segment || !before(n, r) || (dir == "" && zst) {
+			if err != nil || n.Kind != wal.Segment || !before(n, r) || (dir == "" && compressed) {
 				continue
 			}
 			if !opts.DryRun {
-				if err := removeWAL(ctx, st, dir, fi.Name, !zst); err != nil {
+				if err := removeWAL(ctx, st, dir, fi.Name, !compressed); err != nil {
 					return removed, fmt.Errorf("cleanup: %w", err)
 				}
 			}

@@ -9,7 +9,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -91,7 +90,7 @@ func laterWAL(ctx context.Context, st archive.Storage, n wal.Name) (string, erro
 			return "", err
 		}
 		for _, fi := range fis {
-			m, err := wal.ParseName(strings.TrimSuffix(fi.Name, ".zst"))
+			m, err := wal.ParseName(archive.TrimCompression(fi.Name))
 			if err != nil || (m.Kind != wal.Segment && m.Kind != wal.Partial) {
 				continue
 			}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/walship/walship/archive"
@@ -301,7 +300,7 @@ func present(ctx context.Context, st archive.Storage) error {
 		}
 		for _, fi := range fis {
 			// A pg_standby archive: WAL files at its root.
-			if _, err := wal.ParseName(strings.TrimSuffix(fi.Name, ".zst")); err == nil || dir == archive.WALDir {
+			if _, err := wal.ParseName(archive.TrimCompression(fi.Name)); err == nil || dir == archive.WALDir {
 				return nil
 			}
 		}

@@ -118,7 +118,7 @@ Exit codes: 0 complete; 1 failed (the backup is not listed); 2 usage error.`,
 				Usage: "connection string of the server to back up (libpq form or URL); PG* variables fill in the rest"},
 			&cli.StringFlag{Name: "label", Usage: "backup label (default \"walship <id>\")"},
 			&cli.BoolFlag{Name: "fast-checkpoint", Usage: "start with an immediate checkpoint instead of waiting for a spread one"},
-			&cli.StringFlag{Name: "compress", Value: "zstd", EnvVars: []string{"WALSHIP_COMPRESS"}, Usage: "zstd or none"},
+			&cli.StringFlag{Name: "compress", Value: "zstd", EnvVars: []string{"WALSHIP_COMPRESS"}, Usage: "zstd or none (s2 means zstd here: S2 is for push's WAL segments)"},
 			&cli.StringFlag{Name: "compress-on", Value: "server", EnvVars: []string{"WALSHIP_COMPRESS_ON"},
 				Usage: "who compresses: server (PostgreSQL, zstd level 1 on 2 threads: a twentieth of the bytes on the network, less CPU in all) or client (walship, when the server's CPU is scarcer than the network)"},
 			&cli.DurationFlag{Name: "wal-timeout", Value: backup.DefaultWALTimeout,
@@ -165,6 +165,11 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 	comp, err := archive.ParseCompression(opts.Compress)
 	if err != nil {
 		return usageError{err}
+	}
+	if comp == archive.S2 {
+		// S2 is for push's WAL segments (a shared WALSHIP_COMPRESS=s2
+		// says so for push); a base backup's files stay zstd.
+		comp = archive.Zstd
 	}
 	if opts.WALTimeout < 0 {
 		return usagef("--wal-timeout must not be negative")

@@ -588,7 +588,7 @@ func walDigest(ctx context.Context, raw archive.Storage, name string) (string, b
 	if !ok {
 		return "", false, nil
 	}
-	base = strings.TrimSuffix(base, ".zst")
+	base, comp := archive.CutCompression(base)
 	if _, err := wal.ParseName(base); err != nil {
 		return "", false, nil
 	}
@@ -598,8 +598,8 @@ func walDigest(ctx context.Context, raw archive.Storage, name string) (string, b
 	}
 	defer rc.Close()
 	var r io.Reader = rc
-	if strings.HasSuffix(name, ".zst") {
-		fr := archive.NewFrameReader(rc)
+	if comp != archive.None {
+		fr := archive.NewFrameReaderOf(comp, rc)
 		defer fr.Close()
 		var buf bytes.Buffer
 		if _, err := fr.WriteTo(&buf); err != nil {

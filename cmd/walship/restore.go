@@ -299,7 +299,7 @@ func warnTargetAfterWAL(ctx context.Context, st archive.Storage, target time.Tim
 	}
 	var newest archive.FileInfo
 	for _, fi := range files {
-		n, err := wal.ParseName(strings.TrimSuffix(fi.Name, ".zst"))
+		n, err := wal.ParseName(archive.TrimCompression(fi.Name))
 		if err == nil && (n.Kind == wal.Segment || n.Kind == wal.Partial) && fi.ModTime.After(newest.ModTime) {
 			newest = fi
 		}
@@ -310,6 +310,6 @@ func warnTargetAfterWAL(ctx context.Context, st archive.Storage, target time.Tim
 	logger.Warn("the recovery target time is after the newest archived WAL: unless WAL up to the target is archived "+
 		"before recovery gets there, PostgreSQL stops with FATAL \"recovery ended before configured recovery target was reached\"; "+
 		"pick an earlier --target-time, or run recovery without a target",
-		"target_time", target.UTC().Format(time.RFC3339), "newest_segment", strings.TrimSuffix(newest.Name, ".zst"),
+		"target_time", target.UTC().Format(time.RFC3339), "newest_segment", archive.TrimCompression(newest.Name),
 		"archived_at", newest.ModTime.UTC().Format(time.RFC3339))
 }

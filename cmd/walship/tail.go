@@ -79,7 +79,7 @@ Exit codes: 1 the archive belongs to another cluster; 2 usage error, or
 			&cli.DurationFlag{Name: "interval", Value: shipper.DefaultTailInterval, EnvVars: []string{"WALSHIP_TAIL_INTERVAL"},
 				Usage: "how often to ship new WAL: about the most a failover loses"},
 			&cli.StringFlag{Name: "compress", Value: "zstd", EnvVars: []string{"WALSHIP_COMPRESS"},
-				Usage: "zstd (with checksum) or none"},
+				Usage: "zstd (with checksum) or none (s2 means zstd here: S2 is for push's whole segments)"},
 			&cli.DurationFlag{Name: "log-every", Value: shipper.DefaultTailLogEvery, EnvVars: []string{"WALSHIP_TAIL_LOG_EVERY"},
 				Usage: "how often to log the lag behind the flush position"},
 			&cli.StringFlag{Name: "metrics-addr", EnvVars: []string{"WALSHIP_METRICS_ADDR"},
@@ -108,6 +108,11 @@ func runTail(ctx context.Context, logger *slog.Logger, opts tailOptions) error {
 	comp, err := archive.ParseCompression(opts.Compress)
 	if err != nil {
 		return usageError{err}
+	}
+	if comp == archive.S2 {
+		// S2 is for whole segments (a shared WALSHIP_COMPRESS=s2 says so
+		// for push); increments stay zstd, which every reader of them takes.
+		comp = archive.Zstd
 	}
 	if opts.Interval < minTailInterval {
 		return usagef("--interval %v: use at least %v", opts.Interval, minTailInterval)
