@@ -169,6 +169,7 @@ declare -A CMD=(
 	[walship-none]="$WALSHIP push --archive {dir} --compress none %p %f"
 	[walship-s2]="$WALSHIP push --archive {dir} --compress s2 %p %f"
 	[walship-s2-ahead8]="$WALSHIP push --archive {dir} --compress s2 --look-ahead 8 --jobs 2 %p %f"
+	[walship-s2-ahead16-jobs8]="$WALSHIP push --archive {dir} --compress s2 --look-ahead 16 --jobs 8 %p %f"
 	[walship-none-ahead8]="$WALSHIP push --archive {dir} --compress none --look-ahead 8 --jobs 2 %p %f"
 	[pgbackrest-async-lz4]="pgbackrest $c --compress-type=lz4 archive-push %p"
 	[pgbackrest-async-zst1]="pgbackrest $c --compress-type=zst --compress-level=1 archive-push %p"
@@ -244,7 +245,8 @@ python3 - "$OUT/drain.tsv" "${#SEGS[@]}" <<-'EOF'
 	for a, b in [("walship-zstd", "pgbackrest-async-zst1"), ("walship-zstd", "pgbackrest-async-lz4"),
 	             ("walship-s2", "pgbackrest-async-zst1"), ("walship-s2", "pgbackrest-async-lz4"),
 	             ("walship-s2-ahead8", "pgbackrest-async-zst1"), ("walship-s2-ahead8", "pgbackrest-async-lz4"),
-	             ("walship-s2", "walship-zstd"), ("walship-s2-ahead8", "walship-s2"),
+	             ("walship-s2-ahead16-jobs8", "pgbackrest-async-zst1"), ("walship-s2-ahead16-jobs8", "pgbackrest-async-lz4"),
+	             ("walship-s2", "walship-zstd"), ("walship-s2-ahead8", "walship-s2"), ("walship-s2-ahead16-jobs8", "walship-s2"),
 	             ("walship-none", "pgbackrest-async-none"), ("walship-zstd-ahead8", "walship-zstd"),
 	             ("walship-none-ahead8", "walship-none"), ("walship-sftp-zstd", "walship-zstd"),
 	             ("walship-sftp-zstd-ahead8", "walship-sftp-zstd"), ("walship-sftp-zstd-ahead8-jobs4", "walship-sftp-zstd")]:

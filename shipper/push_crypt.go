@@ -42,7 +42,7 @@ func (p *Pusher) compareDigest(ctx context.Context, f *os.File, n wal.Name, size
 		return false, nil
 	}
 	name := n.String()
-	for _, suffix := range archive.Suffixes {
+	for _, suffix := range archive.WALSuffixes(name) {
 		h, err := c.FileHeader(ctx, archive.WALPath(name, suffix))
 		if archive.IsNotExist(err) {
 			continue
