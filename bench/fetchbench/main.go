@@ -3,15 +3,17 @@
 // `/bin/sh -c COMMAND` runs, timed from fork to exit. bench/fetch-calls.sh
 // drives it; BENCHMARKS.md ("Fetch") explains the figures.
 //
-// For each kind of WAL (-kind name=DIR of segment files) it builds three
+// For each kind of WAL (-kind name=DIR of segment files) it builds four
 // sources under -dir: a directory of plain segments (for cp), a walship
-// archive pushed with zstd (the default) and one pushed --compress none.
+// archive pushed with zstd (the default), one pushed --compress none and one
+// pushed --compress s2.
 // Then, in -rounds interleaved rounds, every segment is restored by every
 // command in turn (the first command rotates from segment to segment):
 //
 //	cp                         cp plain/%f %p
 //	walship fetch, zstd        walship fetch --prefetch 0 --archive zstd %f %p
 //	walship fetch, raw         walship fetch --prefetch 0 --archive raw %f %p
+//	walship fetch, s2          walship fetch --prefetch 0 --archive s2 %f %p
 //
 // --prefetch 0, because a call with prefetch starts a background prefetcher
 // whose work is not the call's (bench/fetch.sh measures replay with it).
@@ -88,6 +90,7 @@ func run(kinds []string) error {
 			{"cp", "cp " + filepath.Join(base, "plain") + "/%f %p"},
 			{"walship fetch, zstd", *walship + " fetch --prefetch 0 --archive " + filepath.Join(base, "zstd") + " %f %p"},
 			{"walship fetch, raw", *walship + " fetch --prefetch 0 --archive " + filepath.Join(base, "raw") + " %f %p"},
+			{"walship fetch, s2", *walship + " fetch --prefetch 0 --archive " + filepath.Join(base, "s2") + " %f %p"},
 		}
 		if *baseBin != "" {
 			cmds = append(cmds,
@@ -160,12 +163,12 @@ func prepare(name, src string) ([]string, error) {
 		return nil, fmt.Errorf("no segments in %s", src)
 	}
 	base := filepath.Join(*dir, name)
-	if _, err := os.Stat(filepath.Join(base, "done-"+strconv.Itoa(len(files)))); err == nil {
+	if _, err := os.Stat(filepath.Join(base, "done-s2-"+strconv.Itoa(len(files)))); err == nil {
 		return files, nil
 	}
 	os.RemoveAll(base)
 	plain := filepath.Join(base, "plain")
-	for _, d := range []string{plain, filepath.Join(base, "zstd"), filepath.Join(base, "raw")} {
+	for _, d := range []string{plain, filepath.Join(base, "zstd"), filepath.Join(base, "raw"), filepath.Join(base, "s2")} {
 		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, err
 		}
@@ -176,13 +179,14 @@ func prepare(name, src string) ([]string, error) {
 			{"cp", p, filepath.Join(plain, f)},
 			{*walship, "push", "--archive", filepath.Join(base, "zstd"), p, f},
 			{*walship, "push", "--archive", filepath.Join(base, "raw"), "--compress", "none", p, f},
+			{*walship, "push", "--archive", filepath.Join(base, "s2"), "--compress", "s2", p, f},
 		} {
 			if out, err := exec.Command(c[0], c[1:]...).CombinedOutput(); err != nil {
 				return nil, fmt.Errorf("%s: %w: %s", strings.Join(c, " "), err, out)
 			}
 		}
 	}
-	return files, os.WriteFile(filepath.Join(base, "done-"+strconv.Itoa(len(files))), nil, 0o600)
+	return files, os.WriteFile(filepath.Join(base, "done-s2-"+strconv.Itoa(len(files))), nil, 0o600)
 }
 
 // call removes dest, as the server removes %p, and times one call of line
