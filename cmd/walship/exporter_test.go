@@ -44,7 +44,11 @@ func makeCluster(t testing.TB, dir string, sysid uint64, segs, backups int) {
 	}
 	write("walship.json", id)
 	for s := 1; s <= segs; s++ {
-		write("wal/"+wal.SegmentName(1, wal.SegNo(s), exporterSegSize)+".zst", []byte("x"))
+		suffix := ".zst"
+		if s%3 == 2 {
+			suffix = ".s2" // pushed with --compress s2: counted the same
+		}
+		write("wal/"+wal.SegmentName(1, wal.SegNo(s), exporterSegSize)+suffix, []byte("x"))
 	}
 	for i := range backups {
 		start := wal.SegNo(1 + i*segs/backups)
