@@ -19,3 +19,9 @@ func CompressSummedForTest(t testing.TB, in []byte) []byte { return compressSumm
 // CompressForTest returns in as zstd frames without a sum frame, as an
 // older walship wrote them.
 func CompressForTest(t testing.TB, in []byte) []byte { return compressAll(t, in) }
+
+// CompressibleForTest is compressible: text every codec compresses.
+func CompressibleForTest(n int, seed uint64) []byte { return compressible(n, seed) }
+
+// IncompressibleForTest is incompressibleBytes: random bytes.
+func IncompressibleForTest(n int) []byte { return incompressibleBytes(n) }

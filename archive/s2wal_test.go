@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -22,27 +21,6 @@ func mustLocal(t *testing.T, dir string) archive.Storage {
 	return st
 }
 
-// compressibleBytes is text S2 and zstd compress to a fraction.
-func compressibleBytes(n int, seed uint64) []byte {
-	r := rand.New(rand.NewPCG(seed, 1))
-	var b bytes.Buffer
-	for b.Len() < n {
-		b.WriteString("segment ")
-		b.WriteString(string(rune('a' + r.IntN(26))))
-		b.WriteString(" archived durably\n")
-	}
-	return b.Bytes()[:n]
-}
-
-func randomBytes(n int) []byte {
-	r := rand.New(rand.NewPCG(5, 6))
-	b := make([]byte, n)
-	for i := range b {
-		b[i] = byte(r.Uint32())
-	}
-	return b
-}
-
 // Through the archive: a segment pushed as archive.S2 is stored as .s2, found by
 // archive.StatWAL, read back by archive.OpenWAL (trusting its sum chunk on a local disk),
 // and its checksum comes from its last bytes; a .history pushed so is
@@ -52,7 +30,7 @@ func TestPutWALS2(t *testing.T) {
 	dir := t.TempDir()
 	st := mustLocal(t, dir)
 	seg := "000000010000000000000007"
-	in := append(compressibleBytes(1<<20, 3), randomBytes(600<<10)...)
+	in := append(archive.CompressibleForTest(1<<20, 3), archive.IncompressibleForTest(600<<10)...)
 	if err := archive.PutWAL(ctx, st, seg, bytes.NewReader(in), archive.S2); err != nil {
 		t.Fatal(err)
 	}

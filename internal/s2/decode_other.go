@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"strconv"
 
-	"github.com/walship/walship/internal/s2/internal/le"
+	"github.com/walship/walship/internal/le"
 )
 
 // decode writes the decoding of src to dst. It assumes that the varint-encoded

@@ -11,7 +11,7 @@ import (
 	"fmt"
 	"math/bits"
 
-	"github.com/walship/walship/internal/s2/internal/le"
+	"github.com/walship/walship/internal/le"
 )
 
 func load32(b []byte, i int) uint32 {

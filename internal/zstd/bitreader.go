@@ -10,7 +10,7 @@ import (
 	"io"
 	"math/bits"
 
-	"github.com/walship/walship/internal/zstd/internal/le"
+	"github.com/walship/walship/internal/le"
 )
 
 // bitReader reads a bitstream in reverse.

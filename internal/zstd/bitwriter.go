@@ -6,7 +6,7 @@
 package zstd
 
 import (
-	"github.com/walship/walship/internal/zstd/internal/le"
+	"github.com/walship/walship/internal/le"
 	"github.com/walship/walship/internal/zstd/internal/regmask"
 )
 

@@ -8,7 +8,7 @@ package zstd
 import (
 	"math/bits"
 
-	"github.com/walship/walship/internal/zstd/internal/le"
+	"github.com/walship/walship/internal/le"
 )
 
 // matchLen returns the maximum common prefix length of a and b.

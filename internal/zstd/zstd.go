@@ -9,7 +9,7 @@ import (
 	"log"
 	"math"
 
-	"github.com/walship/walship/internal/zstd/internal/le"
+	"github.com/walship/walship/internal/le"
 )
 
 // enable debug printing
