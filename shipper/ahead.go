@@ -19,11 +19,13 @@ import (
 // bandwidth there are. A look-ahead push also ships, concurrently with the
 // file it was called for, the next segments PostgreSQL has marked ready
 // for archiving (pg_wal/archive_status/<name>.ready), and returns once all
-// of them are done. When PostgreSQL then calls for one of those, the push
-// finds it archived already and answers at once, by comparing checksums
-// (compareChecksum): nothing is taken on trust from an earlier call, so a
-// file shipped ahead counts as archived only when the archive holds the same
-// content, as for any re-push.
+// of them are done. Each one it ships is marked on the file itself, once
+// durable in the archive (shipped.go): when PostgreSQL then calls for it,
+// the push finds the mark, checks that the file is still the one shipped
+// (name, size, inode, modification time, XXH64), and answers at once,
+// without opening the archive (on SFTP, without the login that is most of
+// a call). A file without a valid mark is compared with the archived copy
+// by checksum, as any re-push is.
 
 // LookAhead says how a push ships the segments ready after its own.
 type LookAhead struct {
@@ -111,7 +113,7 @@ func (p *Pusher) PushAhead(ctx context.Context, path, name string, la LookAhead)
 		}
 		wg.Go(func() {
 			defer func() { <-slots }()
-			err := p.Push(ctx, filepath.Join(dir, a), a)
+			err := p.pushFile(ctx, filepath.Join(dir, a), a, true)
 			switch {
 			case err == nil:
 				p.logger().Debug("shipped ahead", "file", a, "for", name)

@@ -7,9 +7,12 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/walship/walship/archive"
 )
@@ -168,6 +171,98 @@ func TestPushAheadSkipsArchived(t *testing.T) {
 	for seg := uint64(5); seg <= 7; seg++ {
 		if got := f.archived(segName(1, seg)); !slices.Equal(got, fakeSegment(t, testSysID, 1, seg, seg)) {
 			t.Errorf("segment %d shipped ahead is not the one in pg_wal", seg)
+		}
+	}
+}
+
+// failingPut fails every Put of a name containing fail.
+type failingPut struct {
+	archive.Storage
+	fail string
+}
+
+func (f *failingPut) Put(ctx context.Context, name string, r io.Reader) error {
+	if strings.Contains(name, f.fail) {
+		return errors.New("disk full")
+	}
+	return f.Storage.Put(ctx, name, r)
+}
+
+// Each segment shipped ahead is marked on the file once it is durable in
+// the archive, and PostgreSQL's call for it answers from the mark alone
+// (ShippedAhead) while the file is the one shipped: same archive, cluster,
+// name, size, inode, modification time and content. The segment the call
+// was for, and one whose shipping failed, carry no mark.
+func TestPushAheadMarksShipped(t *testing.T) {
+	f := newFixture(t)
+	dir := pgWAL(t, 5)
+	path := func(seg uint64) string { return filepath.Join(dir, segName(1, seg)) }
+	probe := make([]byte, 1)
+	if _, err := unix.Getxattr(path(1), shippedAttr, probe); errors.Is(err, unix.ENOTSUP) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the test's file system keeps no user extended attributes (%v): CI must run it on one that does (ext4, xfs, tmpfs)", err)
+		}
+		t.Skipf("no user extended attributes here: %v", err)
+	}
+	const arch = "/srv/walship/main"
+	p := &Pusher{Storage: &failingPut{Storage: f.st, fail: segName(1, 4)}, Compression: archive.Zstd, SystemID: testSysID, ArchiveID: arch}
+	if err := p.PushAhead(context.Background(), path(1), segName(1, 1), LookAhead{Max: 4, Jobs: 2}); err != nil {
+		t.Fatal(err)
+	}
+	for seg, want := range map[uint64]bool{1: false, 2: true, 3: true, 4: false, 5: true} {
+		if got := ShippedAhead(path(seg), segName(1, seg), arch, testSysID); got != want {
+			t.Errorf("segment %d: shipped ahead %v, want %v", seg, got, want)
+		}
+	}
+	// Another archive, another cluster, another name: not this mark's.
+	if ShippedAhead(path(2), segName(1, 2), arch+"2", testSysID) || ShippedAhead(path(2), segName(1, 2), arch, testSysID+1) ||
+		ShippedAhead(path(2), segName(1, 3), arch, testSysID) {
+		t.Error("a mark answered for another archive, cluster or name")
+	}
+	// A file touched since, and one changed in place with its time put
+	// back: no longer the file shipped.
+	later := time.Now().Add(time.Hour)
+	if err := os.Chtimes(path(3), later, later); err != nil {
+		t.Fatal(err)
+	}
+	fi, err := os.Stat(path(5))
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh, err := os.OpenFile(path(5), os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fh.WriteAt([]byte{0xAA}, 9000)
+	fh.Close()
+	if err := os.Chtimes(path(5), fi.ModTime(), fi.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	for _, seg := range []uint64{3, 5} {
+		if ShippedAhead(path(seg), segName(1, seg), arch, testSysID) {
+			t.Errorf("segment %d changed since it was shipped, yet its mark answered", seg)
+		}
+	}
+	// Without an ArchiveID nothing is marked.
+	dir2 := pgWAL(t, 2)
+	p2 := &Pusher{Storage: newFixture(t).st, Compression: archive.Zstd, SystemID: testSysID}
+	if err := p2.PushAhead(context.Background(), filepath.Join(dir2, segName(1, 1)), segName(1, 1), LookAhead{Max: 1, Jobs: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if ShippedAhead(filepath.Join(dir2, segName(1, 2)), segName(1, 2), "", testSysID) {
+		t.Error("a push without an ArchiveID marked what it shipped")
+	}
+}
+
+// A mark that is not walship's, or damaged, is no mark.
+func TestParseShippedMark(t *testing.T) {
+	m := shippedMark{sysid: 7, name: segName(1, 2), size: 1 << 24, ino: 12, mtime: 1700000000123456789, sum: 0xfeed, arch: `sftp://u@h/a b"c`}
+	if got, ok := parseShippedMark(m.String()); !ok || got != m {
+		t.Fatalf("round trip: %+v %v, want %+v", got, ok, m)
+	}
+	for _, bad := range []string{"", "walship-shipped 2 " + m.String()[18:], m.String()[:40], strings.Replace(m.String(), " 12 ", " x ", 1), "junk"} {
+		if _, ok := parseShippedMark(bad); ok {
+			t.Errorf("%q parsed as a mark", bad)
 		}
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/cespare/xxhash/v2"
 	"io"
 	"log/slog"
 	"os"
@@ -54,6 +55,12 @@ type Pusher struct {
 	// their page header, .history and .backup files only through it, and
 	// without it they are refused.
 	SystemID uint64
+
+	// ArchiveID is the archive as archive_command names it (its --archive
+	// value). A segment shipped ahead (PushAhead) records it, so that
+	// PostgreSQL's own call for that segment answers without opening the
+	// archive (ShippedAhead); empty, nothing is recorded.
+	ArchiveID string
 }
 
 // Push archives the file at path under the WAL file name name, durably, and
@@ -66,14 +73,20 @@ type Pusher struct {
 // segment pushed into an empty archive records its identity. Once a segment
 // or .partial file is archived, the tail increments of its segment go.
 func (p *Pusher) Push(ctx context.Context, path, name string) error {
-	err := p.push(ctx, path, name)
+	return p.pushFile(ctx, path, name, false)
+}
+
+// pushFile is Push; with mark, a file it archives is marked shipped on
+// success (markShipped), for PostgreSQL's later call for it.
+func (p *Pusher) pushFile(ctx context.Context, path, name string, mark bool) error {
+	err := p.push(ctx, path, name, mark)
 	if err == nil {
 		p.removeTail(ctx, name)
 	}
 	return err
 }
 
-func (p *Pusher) push(ctx context.Context, path, name string) error {
+func (p *Pusher) push(ctx context.Context, path, name string, mark bool) error {
 	n, err := wal.ParseName(name)
 	if err != nil {
 		return err
@@ -124,7 +137,13 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 		return fmt.Errorf("push %s: %w", name, err)
 	}
 	src := &exactReader{r: f, want: size}
-	err = archive.PutNewWAL(ctx, p.Storage, name, src, p.Compression, digest)
+	var r io.Reader = src
+	var sum *xxhash.Digest
+	if mark {
+		sum = xxhash.New()
+		r = io.TeeReader(src, sum)
+	}
+	err = archive.PutNewWAL(ctx, p.Storage, name, r, p.Compression, digest)
 	if archive.IsExist(err) {
 		// Another push of the same name won the race.
 		return p.compareArchived(ctx, f, n, size)
@@ -134,6 +153,9 @@ func (p *Pusher) push(ctx context.Context, path, name string) error {
 	}
 	p.logger().Info("archived", "file", name, "bytes", size, "compress", p.Compression.String(),
 		"ms", p.now().Sub(start).Milliseconds(), "archive", p.Storage.String())
+	if mark && src.got == size {
+		p.markShipped(f, name, sum.Sum64())
+	}
 	if ahead.fork != nil {
 		p.warnForked(n, ahead.fork)
 	}

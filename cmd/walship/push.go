@@ -103,16 +103,23 @@ func runPush(ctx context.Context, logger *slog.Logger, opts pushOptions) error {
 	if opts.Ahead.Max < 0 || opts.Ahead.Jobs < 1 {
 		return usagef("--look-ahead must be 0 or more and --jobs 1 or more; got %d and %d", opts.Ahead.Max, opts.Ahead.Jobs)
 	}
+	sysid, err := pushingServer(opts.PGData, opts.Path)
+	if err != nil {
+		return err
+	}
+	// A segment an earlier look-ahead push shipped, unchanged since:
+	// archived, and durable there, without opening the archive.
+	if shipper.ShippedAhead(opts.Path, opts.Name, opts.Archive, sysid) {
+		logger.Info("already archived with identical content", "file", opts.Name, "archive", opts.Archive,
+			"compared", "shipped ahead by an earlier push, unchanged since")
+		return nil
+	}
 	st, err := openArchive(ctx, opts.Archive, opts.SSH)
 	if err != nil {
 		return err
 	}
 	defer st.Close()
-	sysid, err := pushingServer(opts.PGData, opts.Path)
-	if err != nil {
-		return err
-	}
-	p := &shipper.Pusher{Storage: st, Compression: comp, Logger: logger, SystemID: sysid}
+	p := &shipper.Pusher{Storage: st, Compression: comp, Logger: logger, SystemID: sysid, ArchiveID: opts.Archive}
 	err = p.PushAhead(ctx, opts.Path, opts.Name, opts.Ahead)
 	if err != nil && errors.Is(err, shipper.ErrConflict) {
 		logger.Error("archive conflict", "file", opts.Name, "err", err)

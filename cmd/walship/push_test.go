@@ -141,3 +141,55 @@ func TestPushFullDisk(t *testing.T) {
 		t.Errorf("wal/ holds %v, want only the first segment and its checksum (no temp file, no partial second)", got)
 	}
 }
+
+// PostgreSQL's call for a segment a look-ahead push shipped answers from
+// the mark left on the segment, without opening the archive: here the
+// archive is gone by then (on SFTP, the login is skipped). A segment the
+// look-ahead did not ship still needs the archive.
+func TestPushShippedAheadAnswersWithoutArchive(t *testing.T) {
+	pgdata := t.TempDir()
+	writeControl(t, pgdata, 42)
+	pgwal := filepath.Join(pgdata, "pg_wal")
+	if err := os.MkdirAll(filepath.Join(pgwal, "archive_status"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	for i := uint64(1); i <= 3; i++ {
+		name := "00000001000000000000000" + string(rune('0'+i))
+		if err := os.WriteFile(filepath.Join(pgwal, name), segment(42, i, byte(i)), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(pgwal, "archive_status", name+".ready"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	arch := filepath.Join(t.TempDir(), "archive")
+	if err := os.Mkdir(arch, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	seg := func(i int) (string, string) {
+		name := "00000001000000000000000" + string(rune('0'+i))
+		return filepath.Join(pgwal, name), name
+	}
+	p1, n1 := seg(1)
+	if code, stderr := walshipRun(t, "push", "--archive", arch, "--pgdata", pgdata, "--look-ahead", "1", p1, n1); code != 0 {
+		t.Fatalf("push --look-ahead 1: exit %d: %s", code, stderr)
+	}
+	if got := strings.Join(listDir(t, filepath.Join(arch, "wal")), " "); got != n1+".zst "+"000000010000000000000002.zst" {
+		t.Fatalf("wal/ holds %s, want segments 1 and 2", got)
+	}
+	if err := os.Rename(arch, arch+".gone"); err != nil {
+		t.Fatal(err)
+	}
+	p2, n2 := seg(2)
+	if code, stderr := walshipRun(t, "push", "--archive", arch, "--pgdata", pgdata, p2, n2); code != 0 || !strings.Contains(stderr, "shipped ahead") {
+		t.Errorf("push of the segment shipped ahead, archive gone: exit %d, stderr %q; want 0, answered from its mark", code, stderr)
+	}
+	p3, n3 := seg(3)
+	if code, _ := walshipRun(t, "push", "--archive", arch, "--pgdata", pgdata, p3, n3); code == 0 {
+		t.Error("push of a segment not shipped ahead, archive gone: exit 0, want a failure")
+	}
+	// Another --archive is another archive: the mark does not answer.
+	if code, _ := walshipRun(t, "push", "--archive", arch+"-other", "--pgdata", pgdata, p2, n2); code == 0 {
+		t.Error("push of the segment shipped ahead into another (missing) archive: exit 0, want a failure")
+	}
+}
