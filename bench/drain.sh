@@ -186,7 +186,8 @@ if [[ $SFTP == 1 ]]; then
 	CMD[walship-sftp-zstd]="$sftp %p %f"
 	CMD[walship-sftp-zstd-ahead8]="$sftp --look-ahead 8 --jobs 2 %p %f"
 	CMD[walship-sftp-zstd-ahead8-jobs4]="$sftp --look-ahead 8 --jobs 4 %p %f"
-	DEFAULT_TOOLS+=" walship-sftp-zstd walship-sftp-zstd-ahead8 walship-sftp-zstd-ahead8-jobs4"
+	CMD[walship-sftp-s2-ahead8-jobs4]="$sftp --compress s2 --look-ahead 8 --jobs 4 %p %f"
+	DEFAULT_TOOLS+=" walship-sftp-zstd walship-sftp-zstd-ahead8 walship-sftp-zstd-ahead8-jobs4 walship-sftp-s2-ahead8-jobs4"
 fi
 TOOLS=(${TOOLS:-$DEFAULT_TOOLS})
 
@@ -249,7 +250,9 @@ python3 - "$OUT/drain.tsv" "${#SEGS[@]}" <<-'EOF'
 	             ("walship-s2", "walship-zstd"), ("walship-s2-ahead8", "walship-s2"), ("walship-s2-ahead16-jobs8", "walship-s2"),
 	             ("walship-none", "pgbackrest-async-none"), ("walship-zstd-ahead8", "walship-zstd"),
 	             ("walship-none-ahead8", "walship-none"), ("walship-sftp-zstd", "walship-zstd"),
-	             ("walship-sftp-zstd-ahead8", "walship-sftp-zstd"), ("walship-sftp-zstd-ahead8-jobs4", "walship-sftp-zstd")]:
+	             ("walship-sftp-zstd-ahead8", "walship-sftp-zstd"), ("walship-sftp-zstd-ahead8-jobs4", "walship-sftp-zstd"),
+	             ("walship-sftp-s2-ahead8-jobs4", "walship-sftp-zstd"), ("walship-sftp-zstd-ahead8-jobs4", "pgbackrest-async-zst1"),
+	             ("walship-sftp-s2-ahead8-jobs4", "pgbackrest-async-lz4")]:
 	    if a in med and b in med:
 	        print(f"| {a} / {b} | {med[a]/med[b]:.2f} |")
 EOF
