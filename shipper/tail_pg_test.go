@@ -49,6 +49,28 @@ func (p *pgTail) flush() Position {
 	return pos
 }
 
+// stepSettled steps until the flush position no longer moves between two
+// steps, and returns it: all of it is shipped. A server just promoted
+// still writes WAL of its own for a moment (the end-of-recovery
+// checkpoint), after a step and before the flush position is read.
+func (p *pgTail) stepSettled() Position {
+	p.t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	p.step()
+	pos := p.flush()
+	for {
+		p.step()
+		next := p.flush()
+		if next == pos {
+			return pos
+		}
+		if time.Now().After(deadline) {
+			p.t.Fatalf("the flush position still moves after 30 s: %v, then %v", pos, next)
+		}
+		pos = next
+	}
+}
+
 // checkShipped checks that the tail of segment holds exactly the first n
 // bytes of its file in pg_wal.
 func (p *pgTail) checkShipped(segment string, n int64) {
@@ -190,8 +212,7 @@ func TestTailPGPromotion(t *testing.T) {
 	standby.Exec(t, "SELECT pg_promote()")
 	standby.WaitFor(t, "SELECT pg_is_in_recovery()", "f", 60*time.Second)
 	standby.Exec(t, "INSERT INTO t SELECT g, md5(g::text) FROM generate_series(1, 100) g")
-	p.step()
-	pos := p.flush()
+	pos := p.stepSettled()
 	if pos.TLI != 2 {
 		t.Fatalf("timeline %d after the promotion, want 2", pos.TLI)
 	}
