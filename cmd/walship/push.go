@@ -57,12 +57,15 @@ fails and leaves the archived file untouched.
 After an outage of the archive, PostgreSQL's backlog of segments drains one
 push per call, one after the other. With --look-ahead N a push also ships
 up to N of the next segments marked ready in pg_wal/archive_status that the
-archive lacks, --jobs files at a time, and exits once every one is done;
-PostgreSQL's calls for those then find them archived and answer after
-comparing checksums. With no backlog it ships its own file only. It is off
-by default: where compression keeps every core busy it does not pay, nor
-over SFTP, where each call's own login is most of its time; try it where
-the upload itself bounds each push (an S3 archive far away).
+archive lacks, --jobs files at a time, and exits once every one is done.
+Each file it ships is marked, once durable, with an extended attribute
+(user.walship.shipped); PostgreSQL's call for it then answers without
+opening the archive while the file is unchanged (same size, inode, time
+and XXH64), and compares with the archive otherwise. With no backlog it
+ships its own file only. It is off by default; over SFTP --look-ahead 8
+--jobs 4 drains a backlog in 0.4 of the time, the later calls skipping
+their login; on a local disk, where compression keeps both cores busy, it
+gains little.
 
 ` + exitHelp(roleArchive),
 		Flags: append([]cli.Flag{
