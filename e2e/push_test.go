@@ -3,6 +3,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -175,5 +176,55 @@ func TestPushRefusesSecondCluster(t *testing.T) {
 	}
 	if !strings.Contains(b.LogTail(200), "system identifier") {
 		t.Errorf("the server log does not explain the refusal:\n%s", b.LogTail(40))
+	}
+}
+
+// A backlog left by an unwritable archive drains with --look-ahead: the
+// pushes ship segments ahead of the archiver, the archiver's calls for
+// those answer from the mark the look-ahead left on them, every segment is
+// archived byte for byte, and the archiver never fails.
+func TestPushLookAheadDrainsBacklog(t *testing.T) {
+	bin := pgtest.Walship(t)
+	arch := pgtest.TempDir(t)
+	conf := pushConf(bin, arch)
+	for i, l := range conf {
+		if strings.HasPrefix(l, "archive_command") {
+			conf[i] = "archive_command = 'false'" // the archive is down
+		}
+	}
+	pg := pgtest.New(t, pgtest.Options{InitdbArgs: []string{"--wal-segsize=1"}, Conf: conf})
+	pgtest.NeedUserXattrs(t, pgtest.TempDir(t)) // beside the data directory
+	pg.Exec(t, "CREATE TABLE t (id int, payload text)")
+	var last string
+	for i := 0; i < 12; i++ {
+		pg.Exec(t, "INSERT INTO t SELECT g, md5(random()::text) FROM generate_series(1, 2000) g")
+		last = pg.SwitchWAL(t)
+	}
+	pg.Exec(t, fmt.Sprintf("ALTER SYSTEM SET archive_command = '%s push --look-ahead 4 --jobs 2 --archive %s %%p %%f'", bin, arch))
+	pg.Exec(t, "SELECT pg_reload_conf()")
+	pg.WaitFor(t, "SELECT last_archived_wal FROM pg_stat_archiver", last, 60*time.Second)
+
+	st := openLocal(t, arch)
+	names := archivedSegments(t, st)
+	if len(names) < 12 {
+		t.Fatalf("archive holds %d segments, want at least 12", len(names))
+	}
+	for _, name := range names {
+		orig, err := os.ReadFile(filepath.Join(pg.DataDir, "pg_wal", name))
+		if err != nil {
+			t.Fatalf("read original %s: %v", name, err)
+		}
+		if !bytes.Equal(archivedWAL(t, st, name), orig) {
+			t.Errorf("archived %s differs from pg_wal/%s", name, name)
+		}
+	}
+	log := pg.LogTail(400)
+	if !strings.Contains(log, "shipped ahead by an earlier push") {
+		t.Errorf("no archiver call answered from a look-ahead's mark:\n%s", log)
+	}
+	// The archiver's failures are those of 'false' only: once walship
+	// pushes, none (a call that failed would be retried and logged).
+	if strings.Contains(log, "level=ERROR") {
+		t.Errorf("walship logged an error during the drain:\n%s", log)
 	}
 }

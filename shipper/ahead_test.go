@@ -12,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"github.com/walship/walship/archive"
+	"github.com/walship/walship/internal/pgtest"
 )
 
 // pgWAL lays out a pg_wal directory with segments 1..n of timeline 1,
@@ -197,13 +196,7 @@ func TestPushAheadMarksShipped(t *testing.T) {
 	f := newFixture(t)
 	dir := pgWAL(t, 5)
 	path := func(seg uint64) string { return filepath.Join(dir, segName(1, seg)) }
-	probe := make([]byte, 1)
-	if _, err := unix.Getxattr(path(1), shippedAttr, probe); errors.Is(err, unix.ENOTSUP) {
-		if os.Getenv("CI") != "" {
-			t.Fatalf("the test's file system keeps no user extended attributes (%v): CI must run it on one that does (ext4, xfs, tmpfs)", err)
-		}
-		t.Skipf("no user extended attributes here: %v", err)
-	}
+	pgtest.NeedUserXattrs(t, dir)
 	const arch = "/srv/walship/main"
 	p := &Pusher{Storage: &failingPut{Storage: f.st, fail: segName(1, 4)}, Compression: archive.Zstd, SystemID: testSysID, ArchiveID: arch}
 	if err := p.PushAhead(context.Background(), path(1), segName(1, 1), LookAhead{Max: 4, Jobs: 2}); err != nil {

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/walship/walship/internal/pgtest"
 )
 
 // segment returns a 1 MiB segment with a valid long page header.
@@ -153,6 +155,7 @@ func TestPushShippedAheadAnswersWithoutArchive(t *testing.T) {
 	if err := os.MkdirAll(filepath.Join(pgwal, "archive_status"), 0o700); err != nil {
 		t.Fatal(err)
 	}
+	pgtest.NeedUserXattrs(t, pgwal)
 	for i := uint64(1); i <= 3; i++ {
 		name := "00000001000000000000000" + string(rune('0'+i))
 		if err := os.WriteFile(filepath.Join(pgwal, name), segment(42, i, byte(i)), 0o600); err != nil {
