@@ -50,6 +50,21 @@ func openLocal(t *testing.T, dir string) archive.Storage {
 	return st
 }
 
+// sameAsPGWAL checks that each of names is archived byte for byte as it is
+// in pg's pg_wal.
+func sameAsPGWAL(t *testing.T, st archive.Storage, pg *pgtest.Cluster, names []string) {
+	t.Helper()
+	for _, name := range names {
+		orig, err := os.ReadFile(filepath.Join(pg.DataDir, "pg_wal", name))
+		if err != nil {
+			t.Fatalf("read original %s: %v", name, err)
+		}
+		if !bytes.Equal(archivedWAL(t, st, name), orig) {
+			t.Errorf("archived %s differs from pg_wal/%s", name, name)
+		}
+	}
+}
+
 // archivedSegments lists the segment names in the archive, without suffix.
 func archivedSegments(t *testing.T, st archive.Storage) []string {
 	t.Helper()
@@ -103,15 +118,7 @@ func TestPushArchivesEverySegment(t *testing.T) {
 	if names[len(names)-1] != last {
 		t.Errorf("last archived segment %s, want %s", names[len(names)-1], last)
 	}
-	for _, name := range names {
-		orig, err := os.ReadFile(filepath.Join(pg.DataDir, "pg_wal", name))
-		if err != nil {
-			t.Fatalf("read original %s: %v", name, err)
-		}
-		if !bytes.Equal(archivedWAL(t, st, name), orig) {
-			t.Errorf("archived %s differs from pg_wal/%s", name, name)
-		}
-	}
+	sameAsPGWAL(t, st, pg, names)
 
 	id, err := archive.ReadIdentity(context.Background(), st)
 	if err != nil {
@@ -209,15 +216,7 @@ func TestPushLookAheadDrainsBacklog(t *testing.T) {
 	if len(names) < 12 {
 		t.Fatalf("archive holds %d segments, want at least 12", len(names))
 	}
-	for _, name := range names {
-		orig, err := os.ReadFile(filepath.Join(pg.DataDir, "pg_wal", name))
-		if err != nil {
-			t.Fatalf("read original %s: %v", name, err)
-		}
-		if !bytes.Equal(archivedWAL(t, st, name), orig) {
-			t.Errorf("archived %s differs from pg_wal/%s", name, name)
-		}
-	}
+	sameAsPGWAL(t, st, pg, names)
 	log := pg.LogTail(400)
 	if !strings.Contains(log, "shipped ahead by an earlier push") {
 		t.Errorf("no archiver call answered from a look-ahead's mark:\n%s", log)
