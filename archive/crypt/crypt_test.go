@@ -375,3 +375,35 @@ func TestIdentityFileReloaded(t *testing.T) {
 		t.Errorf("after the new key was added to the identity file: got %q, %v", b, err)
 	}
 }
+
+// A segment pushed as S2 into an encrypted archive is stored encrypted and
+// read back whole, its sum chunk checked through the decryption.
+func TestS2Encrypted(t *testing.T) {
+	id, path := newKey(t)
+	raw, st := encrypted(t, id, crypt.Config{Identities: loadIDs(t, path)})
+	name := "000000010000000000000003"
+	data := bytes.Repeat([]byte("row 43, secret\n"), 100000)
+	if err := archive.PutWAL(t.Context(), st, name, bytes.NewReader(data), archive.S2); err != nil {
+		t.Fatal(err)
+	}
+	stored, err := read(raw, archive.WALPath(name, ".s2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(string(stored), "age-encryption.org/v1\n") {
+		t.Fatalf("the .s2 file is not stored encrypted: %q", stored[:30])
+	}
+	rc, _, err := archive.OpenWAL(t.Context(), st, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(rc)
+	rc.Close()
+	if err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("OpenWAL: %d bytes, %v; want the %d bytes pushed", len(got), err, len(data))
+	}
+	want, _ := archive.ChecksumOf(bytes.NewReader(data))
+	if c, err := archive.WALChecksum(t.Context(), st, name); err != nil || c != want {
+		t.Errorf("WALChecksum: %+v, %v; want %+v", c, err, want)
+	}
+}
