@@ -71,6 +71,17 @@ func (c Compression) Suffix() string {
 	return ".zst"
 }
 
+// ForFiles returns the compression that files other than WAL segments are
+// stored with when c is asked for: S2 is for segments only (see S2), and
+// stands for zstd elsewhere (.history and .backup files, tail increments,
+// base backups), so that one WALSHIP_COMPRESS=s2 serves every command.
+func (c Compression) ForFiles() Compression {
+	if c == S2 {
+		return Zstd
+	}
+	return c
+}
+
 // Suffixes lists the suffixes a reader tries for a WAL segment, most
 // likely first. Other WAL files (.history, .backup) are never stored as
 // S2, so readers do not look for them so (walPaths).

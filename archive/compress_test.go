@@ -93,7 +93,7 @@ func TestCompressPassesReadError(t *testing.T) {
 }
 
 func TestParseCompression(t *testing.T) {
-	for in, want := range map[string]Compression{"zstd": Zstd, "": Zstd, "none": None} {
+	for in, want := range map[string]Compression{"zstd": Zstd, "": Zstd, "none": None, "s2": S2} {
 		got, err := ParseCompression(in)
 		if err != nil || got != want {
 			t.Errorf("ParseCompression(%q) = %v, %v; want %v", in, got, err, want)
@@ -101,6 +101,12 @@ func TestParseCompression(t *testing.T) {
 	}
 	if _, err := ParseCompression("lz4"); err == nil {
 		t.Error("ParseCompression(lz4) succeeded, want an error")
+	}
+	// S2 is for segments: everything else asked for as S2 is zstd.
+	for c, want := range map[Compression]Compression{S2: Zstd, Zstd: Zstd, None: None} {
+		if got := c.ForFiles(); got != want {
+			t.Errorf("%v.ForFiles() = %v, want %v", c, got, want)
+		}
 	}
 }
 

@@ -78,11 +78,15 @@ func NewFrameReader(r io.Reader) *FrameReader { return NewFrameReaderOf(Zstd, r)
 // or S2 (an S2 framing stream, whose chunks' CRCs are verified, and its
 // sum chunk if it has one).
 func NewFrameReaderOf(c Compression, r io.Reader) *FrameReader {
-	f := &FrameReader{br: bufio.NewReaderSize(r, 256<<10), sums: contentSum{h: xxhash.New()}, format: zstdFormat{}}
+	return &FrameReader{br: bufio.NewReaderSize(r, 256<<10), sums: contentSum{h: xxhash.New()}, format: formatOf(c), needSum: c == S2}
+}
+
+// formatOf returns a frame splitter for a stream of c (Zstd or S2).
+func formatOf(c Compression) frameFormat {
 	if c == S2 {
-		f.format, f.needSum = &s2Format{}, true
+		return &s2Format{}
 	}
-	return f
+	return zstdFormat{}
 }
 
 // A frameFormat splits a stream into frames and decodes them.

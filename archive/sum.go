@@ -89,7 +89,7 @@ func WALChecksum(ctx context.Context, st Storage, name string) (Checksum, error)
 		}
 		defer rc.Close()
 		switch {
-		case path != FlatPath(name) && CompressionOf(path) != None:
+		case CompressionOf(path) != None:
 			return framedChecksum(ctx, st, path, rc, CompressionOf(path))
 		case path == WALPath(name, ""):
 			c, err := readChecksum(ctx, st, name)
@@ -108,9 +108,9 @@ func WALChecksum(ctx context.Context, st Storage, name string) (Checksum, error)
 // bytes and returns the checksum of the sum frame (S2: chunk) they hold,
 // or false when they are not one.
 func sumFrameAt(ra io.ReaderAt, size int64, c Compression) (Checksum, bool, error) {
-	n, parse := int64(sumFrameSize), parseSumFrame
+	n, parse := sumSizeOf(c), parseSumFrame
 	if c == S2 {
-		n, parse = s2SumSize, parseS2Sum
+		parse = parseS2Sum
 	}
 	if size < n {
 		return Checksum{}, false, nil
@@ -123,6 +123,15 @@ func sumFrameAt(ra io.ReaderAt, size int64, c Compression) (Checksum, bool, erro
 	return sum, ok, nil
 }
 
+// sumSizeOf returns the size of the sum frame (S2: chunk) that ends a
+// walship file of c.
+func sumSizeOf(c Compression) int64 {
+	if c == S2 {
+		return s2SumSize
+	}
+	return sumFrameSize
+}
+
 // framedChecksum returns the checksum in the sum frame that ends the file
 // path of c (Zstd or S2), open as rc.
 func framedChecksum(ctx context.Context, st Storage, path string, rc io.Reader, c Compression) (Checksum, error) {
@@ -130,6 +139,9 @@ func framedChecksum(ctx context.Context, st Storage, path string, rc io.Reader, 
 		fi, err := st.Stat(ctx, path)
 		if err != nil {
 			return Checksum{}, err
+		}
+		if fi.Size < sumSizeOf(c) {
+			return Checksum{}, fmt.Errorf("%w: %s holds %d bytes, too few for a %s file", ErrCorrupt, path, fi.Size, c)
 		}
 		sum, ok, err := sumFrameAt(ra, fi.Size, c)
 		switch {
@@ -142,7 +154,7 @@ func framedChecksum(ctx context.Context, st Storage, path string, rc io.Reader, 
 	}
 	// Walk the frames: the sum frame is the last one.
 	br := bufio.NewReaderSize(rc, 256<<10)
-	format := NewFrameReaderOf(c, nil).format
+	format := formatOf(c)
 	for {
 		buf, sum, err := format.read(br)
 		if buf != nil {

@@ -72,8 +72,8 @@ func PutNewWAL(ctx context.Context, st Storage, name string, r io.Reader, c Comp
 	if c == None {
 		return putRaw(ctx, st, put, name, r)
 	}
-	if c == S2 && !storedAsS2(name) {
-		c = Zstd
+	if !storedAsS2(name) {
+		c = c.ForFiles()
 	}
 	zr := compressSummedAs(r, c)
 	defer zr.Close()
@@ -246,11 +246,7 @@ func StatWAL(ctx context.Context, st Storage, name string) (FileInfo, string, er
 	wg.Wait()
 	for i, r := range res {
 		if r.err == nil {
-			suffix := ""
-			if paths[i] != FlatPath(name) {
-				suffix = CompressionOf(paths[i]).Suffix()
-			}
-			return r.fi, suffix, nil
+			return r.fi, CompressionOf(paths[i]).Suffix(), nil
 		}
 		if !IsNotExist(r.err) {
 			return FileInfo{}, "", r.err
@@ -306,7 +302,7 @@ func OpenWAL(ctx context.Context, st Storage, name string) (io.ReadCloser, int64
 		if err != nil {
 			return nil, 0, err
 		}
-		if c := CompressionOf(path); c != None && path != FlatPath(name) {
+		if c := CompressionOf(path); c != None {
 			newReader := NewFrameReaderOf
 			if endsWithSumFrame(rc, c) {
 				newReader = newSummedFrameReader

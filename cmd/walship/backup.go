@@ -166,11 +166,7 @@ func runBackup(ctx context.Context, g *globals, opts backupOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if comp == archive.S2 {
-		// S2 is for push's WAL segments (a shared WALSHIP_COMPRESS=s2
-		// says so for push); a base backup's files stay zstd.
-		comp = archive.Zstd
-	}
+	comp = comp.ForFiles() // a base backup's files stay zstd
 	if opts.WALTimeout < 0 {
 		return usagef("--wal-timeout must not be negative")
 	}

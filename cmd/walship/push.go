@@ -46,10 +46,10 @@ directory PostgreSQL runs it in (or --pgdata), and checks that a history
 file extends its parent timeline's and that a .backup file is a backup
 history file. --compress none stores the file as it is and an xxh64
 checksum file beside it, which every reader checks. --compress s2 stores
-segments in S2 (Snappy's successor): about twice zstd's bytes at a third
-of its CPU, for a primary whose cores are busier than its archive's disk
-or network is full; .history and .backup files stay zstd. Readers take
-every kind, so the setting can change at any time.
+segments in S2 (Snappy's successor): about twice zstd's bytes at half its
+CPU, for a primary whose CPUs, not its archive's disk or network, bound
+archiving; .history and .backup files stay zstd. Readers take every kind,
+so the setting can change at any time.
 Pushing a file that is archived already with the same content succeeds (the
 server re-archives after a crash); different content under an existing name
 fails and leaves the archived file untouched.

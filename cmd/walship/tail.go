@@ -109,11 +109,7 @@ func runTail(ctx context.Context, logger *slog.Logger, opts tailOptions) error {
 	if err != nil {
 		return usageError{err}
 	}
-	if comp == archive.S2 {
-		// S2 is for whole segments (a shared WALSHIP_COMPRESS=s2 says so
-		// for push); increments stay zstd, which every reader of them takes.
-		comp = archive.Zstd
-	}
+	comp = comp.ForFiles() // increments stay zstd, which every reader of them takes
 	if opts.Interval < minTailInterval {
 		return usagef("--interval %v: use at least %v", opts.Interval, minTailInterval)
 	}
