@@ -83,10 +83,17 @@ def main():
     true_ms = find(st, "/bin/true", 1)
     go_ms = find(st, "minimal Go program", 1)
     ref = f"/bin/true {true_ms:.2f}, minimal Go {go_ms:.2f} ms" if true_ms and go_ms else ""
+    # The goal reads "≤ 3 ms, against /bin/true and a minimal Go program":
+    # on a slow hour /bin/true alone takes more than 1 ms, so a call is
+    # judged by its time and by its time above the minimal Go program.
     for call in ("--version", "fetch (missing segment)", "wait (missing .history)", "push (identical re-push)"):
         ms = find(st, "walship " + call, 1)
-        above = f"{ms - go_ms:.2f} above minimal Go" if ms is not None and go_ms else ""
-        goal(f"1. walship {call}", ms, "≤ 3 ms", 3.0, " ms", above)
+        if ms is None or not go_ms:
+            goal(f"1. walship {call}", None, "≤ 3 ms", 3.0)
+            continue
+        above = ms - go_ms
+        verdict = "met" if ms <= 3 else "met above minimal Go" if above <= 3 else "not met"
+        out.append((f"1. walship {call}", f"{ms:.2f} ms ({above:.2f} above minimal Go; {ref})", "≤ 3 ms", verdict))
     fx = tables(p("fixed.txt"))
     goal("1. walship push, identical re-push of 16 MiB (sh -c)", find(fx, "walship push, identical re-push (16 MiB)", 1),
          "≤ 3 ms", 3.0, " ms")
@@ -161,7 +168,9 @@ def main():
     print("|---|---|---|---|")
     for r in out:
         print("| %s | %s | %s | %s |" % r)
-    print("\nmet: %d of %d" % (sum(r[3] == "met" for r in out), sum(r[3] != "–" for r in out)))
+    n = sum(r[3] != "–" for r in out)
+    print("\nmet: %d of %d; met above the minimal Go program only: %d" %
+          (sum(r[3] == "met" for r in out), n, sum(r[3] == "met above minimal Go" for r in out)))
 
 
 main()

@@ -39,6 +39,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -101,7 +102,9 @@ func run() error {
 	}
 	var names []string
 	for _, f := range files {
-		if f.Type().IsRegular() && !strings.HasPrefix(f.Name(), ".") {
+		// The WAL files only: a raw one's checksum file (.xxh64) goes in
+		// with it, below.
+		if f.Type().IsRegular() && !strings.HasPrefix(f.Name(), ".") && !strings.HasSuffix(f.Name(), ".xxh64") {
 			names = append(names, f.Name())
 		}
 	}
@@ -159,6 +162,12 @@ func run() error {
 		final := filepath.Join(arch, "wal", file)
 		tmp := filepath.Join(arch, "wal", "."+file+".bench")
 		if err := copyFile(filepath.Join(*src, "wal", file), tmp); err != nil {
+			return err
+		}
+		// A raw segment's checksum file, put in place first: push makes the
+		// two durable together, and wait checks the segment against it.
+		sum := filepath.Join(arch, "wal", file+".xxh64")
+		if err := copyFile(filepath.Join(*src, "wal", file+".xxh64"), sum); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 		os.Remove(filepath.Join(standby, dest)) // as the server does before each call
@@ -259,6 +268,7 @@ func run() error {
 			fmt.Fprintf(raw, "%q,%s,%d,%s,%.3f,%.3f,%.3f,%.3f\n", *label, *mode, i, file, l, w, r, x)
 		}
 		os.Remove(final)
+		os.Remove(sum)
 	}
 	fmt.Printf("| %-36s | %6.1f | %6.1f | %6.1f | %6.1f | %6.1f / %5.1f / %4.1f |\n", *label,
 		stats.Pct(lat, 50), stats.Pct(lat, 90), stats.Pct(lat, 99), slices.Max(lat), stats.Pct(wake, 50), stats.Pct(rest, 50), stats.Pct(exit, 50))
