@@ -72,7 +72,7 @@ func TestArchiveModes(t *testing.T) {
 	time.Sleep(time.Second) // for the archiver to reread its settings, which it does between files
 	s.primary.Exec(t, "INSERT INTO t SELECT g FROM generate_series(1, 1000) g")
 	seg := s.primary.SwitchWAL(t)
-	s.primary.WaitFor(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", time.Minute)
+	s.primary.WaitArchived(t, seg, time.Minute)
 	name := filepath.Join("wal", seg+".zst")
 	if m := modes(t, s.arch)[name]; m != 0o600 {
 		t.Errorf("%s, pushed with --file-mode 0600, has mode %v, want -rw-------", name, m)

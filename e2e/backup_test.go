@@ -101,7 +101,7 @@ func (s *backupSetup) backup(t *testing.T, c *pgtest.Cluster, args ...string) ba
 func (s *backupSetup) archiveAll(t *testing.T) {
 	t.Helper()
 	seg := s.primary.SwitchWAL(t)
-	s.primary.WaitFor(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", time.Minute)
+	s.primary.WaitArchived(t, seg, time.Minute)
 }
 
 // restore restores the archive's backup into a new cluster with the
@@ -609,7 +609,7 @@ func TestRestoreAfterFork(t *testing.T) {
 	fork.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
 	fork.Exec(t, "INSERT INTO t SELECT generate_series(100, 110)")
 	seg := fork.SwitchWAL(t)
-	fork.WaitFor(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", time.Minute)
+	fork.WaitArchived(t, seg, time.Minute)
 	fork.Stop(t)
 
 	// The old primary goes on on timeline 1 and takes a newer backup.

@@ -238,7 +238,7 @@ func TestExporterRepository(t *testing.T) {
 	lsn, _ := m.get("walship_wal_archived_lsn", "cluster=alpha")
 	alpha.primary.Exec(t, "CREATE TABLE t AS SELECT generate_series(1, 1000) AS id")
 	seg := alpha.primary.SwitchWAL(t)
-	alpha.primary.WaitFor(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", time.Minute)
+	alpha.primary.WaitArchived(t, seg, time.Minute)
 	m = e.waitFor(t, "the new segment "+seg, func(m metrics) bool {
 		return m.label("walship_wal_newest_segment_info", "segment", "cluster=alpha") == seg
 	})
@@ -304,7 +304,7 @@ func TestExporterRepository(t *testing.T) {
 		t.Fatal(err)
 	}
 	seg = beta.primary.SwitchWAL(t) // wakes the archiver
-	beta.primary.WaitFor(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", 2*time.Minute)
+	beta.primary.WaitArchived(t, seg, 2*time.Minute)
 	e.waitFor(t, "beta caught up", func(m metrics) bool {
 		b, _ := m.get("walship_archive_lag_bytes", "cluster=beta")
 		return b < 1<<20

@@ -160,6 +160,47 @@ func TestWaitForTimeout(t *testing.T) {
 	}
 }
 
+// TestWaitArchived: WaitArchived waits while the archiver fails on a
+// segment and returns once it is archived, and takes segment names only.
+func TestWaitArchived(t *testing.T) {
+	t.Parallel()
+	archive := TempDir(t)
+	gate := filepath.Join(archive, "gate")
+	c := New(t, Options{
+		InitdbArgs: []string{"--wal-segsize=1"},
+		Conf: []string{
+			"archive_mode = on",
+			"archive_command = 'test -f " + gate + " && cp %p " + archive + "/%f'",
+		},
+	})
+	seg := c.SwitchWAL(t)
+	fatal := func(f func(tb testing.TB)) string {
+		ft := &fakeTB{TB: t}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			f(ft)
+		}()
+		<-done
+		return ft.msg
+	}
+	if msg := fatal(func(tb testing.TB) { c.WaitArchived(tb, seg, time.Second) }); !strings.Contains(msg, `last got "1"`) {
+		t.Fatalf("WaitArchived(%s) with the archiver failing: %q, want a timeout that counts 1 file queued", seg, msg)
+	}
+	if msg := fatal(func(tb testing.TB) { c.WaitArchived(tb, seg+".00000028.backup", time.Second) }); !strings.Contains(msg, "not a segment name") {
+		t.Fatalf("WaitArchived of a backup history name: %q, want it refused", msg)
+	}
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	next := c.SwitchWAL(t) // wakes an archiver that gave up for a while
+	c.WaitArchived(t, seg, 30*time.Second)
+	if _, err := os.Stat(filepath.Join(archive, seg)); err != nil {
+		t.Fatalf("WaitArchived(%s) returned: %v", seg, err)
+	}
+	c.WaitArchived(t, next, 30*time.Second)
+}
+
 func TestModuleRoot(t *testing.T) {
 	wd, err := os.Getwd()
 	if err != nil {

@@ -128,6 +128,22 @@ func (c *Cluster) SwitchWAL(t testing.TB) string {
 	return c.QueryValue(t, "SELECT pg_walfile_name($1::pg_lsn)", (end - 1).String())
 }
 
+// WaitArchived waits until a primary has archived seg and every file queued
+// before it: no ".ready" status file sorts at or before seg's. The server
+// queues a finished segment before pg_switch_wal returns, so this cannot
+// pass early; it does not read pg_stat_archiver's last_archived_wal, which
+// a backup history file or a timeline history file archived after seg names
+// with a lower name (000000010000000000000019.00000028.backup sorts before
+// 000000010000000000000187).
+func (c *Cluster) WaitArchived(t testing.TB, seg string, timeout time.Duration) {
+	t.Helper()
+	if n, err := wal.ParseName(seg); err != nil || n.Kind != wal.Segment {
+		t.Fatalf("WaitArchived(%q): not a segment name (%v)", seg, err)
+	}
+	c.WaitFor(t, "SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') f"+
+		" WHERE f LIKE '%.ready' AND f <= '"+seg+".ready'", "0", timeout)
+}
+
 // WaitFor runs sql until its value (as QueryValue returns it) equals want. A
 // failing query, or one without rows, counts as "not yet", so WaitFor also
 // waits for a server to accept connections. After timeout it fails the test
