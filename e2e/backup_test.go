@@ -431,7 +431,7 @@ func TestBackupAcrossTimelines(t *testing.T) {
 	sb.WaitFor(t, "SELECT pg_is_in_recovery()", "f", time.Minute)
 	sb.Exec(t, "INSERT INTO t VALUES (3)")
 	seg := sb.SwitchWAL(t)
-	sb.WaitFor(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", time.Minute)
+	sb.WaitArchived(t, seg, time.Minute)
 	if !strings.HasPrefix(seg, "00000002") {
 		t.Fatalf("the promoted standby archived %s, want timeline 2", seg)
 	}

@@ -452,7 +452,10 @@ func (n *patroniNode) waitQuery(t *testing.T, sql, want string, timeout time.Dur
 func (n *patroniNode) switchWAL(t *testing.T) string {
 	t.Helper()
 	seg := n.q(t, "SELECT pg_walfile_name(pg_switch_wal())")
-	n.waitQuery(t, "SELECT last_archived_wal >= '"+seg+"' FROM pg_stat_archiver", "t", time.Minute)
+	// As pgtest.WaitArchived: nothing queued at or before seg (a history
+	// file archived after it has a lower name than seg).
+	n.waitQuery(t, "SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') f"+
+		" WHERE f LIKE '%.ready' AND f <= '"+seg+".ready'", "0", time.Minute)
 	return seg
 }
 
