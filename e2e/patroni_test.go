@@ -454,8 +454,7 @@ func (n *patroniNode) switchWAL(t *testing.T) string {
 	seg := n.q(t, "SELECT pg_walfile_name(pg_switch_wal())")
 	// As pgtest.WaitArchived: nothing queued at or before seg (a history
 	// file archived after it has a lower name than seg).
-	n.waitQuery(t, "SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') f"+
-		" WHERE f LIKE '%.ready' AND f <= '"+seg+".ready'", "0", time.Minute)
+	n.waitQuery(t, pgtest.QueuedThroughSQL(seg), "0", time.Minute)
 	return seg
 }
 

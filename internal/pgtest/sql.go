@@ -140,8 +140,16 @@ func (c *Cluster) WaitArchived(t testing.TB, seg string, timeout time.Duration) 
 	if n, err := wal.ParseName(seg); err != nil || n.Kind != wal.Segment {
 		t.Fatalf("WaitArchived(%q): not a segment name (%v)", seg, err)
 	}
-	c.WaitFor(t, "SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') f"+
-		" WHERE f LIKE '%.ready' AND f <= '"+seg+".ready'", "0", timeout)
+	c.WaitFor(t, QueuedThroughSQL(seg), "0", timeout)
+}
+
+// QueuedThroughSQL is the query WaitArchived runs: how many files the
+// server still has to archive whose names sort at or before seg. For
+// servers pgtest does not run (Patroni's), whose own query helpers wait on
+// it for 0.
+func QueuedThroughSQL(seg string) string {
+	return "SELECT count(*) FROM pg_ls_dir('pg_wal/archive_status') f" +
+		" WHERE f LIKE '%.ready' AND f <= '" + seg + ".ready'"
 }
 
 // WaitFor runs sql until its value (as QueryValue returns it) equals want. A
